@@ -1,0 +1,1 @@
+"""The ``warden`` command line: Typer commands over the same service objects the server uses."""

@@ -1,0 +1,134 @@
+"""Ultralytics export metadata (class names, input size, stride, task) and labels files.
+
+Ultralytics writes Python literals into the ONNX ``metadata_props`` (for example
+``names = "{0: 'person', 1: 'car'}"``); they are parsed with ``ast.literal_eval``,
+never evaluated, and a malformed value is reported rather than guessed.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from warden.errors import InvalidArgument, InvalidModel, UnsupportedModel
+
+_MAX_LITERAL: Final = 1_000_000
+_NON_DETECTION_TASKS: Final = {
+    "segment": "instance segmentation",
+    "pose": "pose estimation",
+    "classify": "classification",
+    "obb": "oriented bounding boxes",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetadata:
+    """What the export says about itself; every field is ``None`` when the export does not say."""
+
+    names: tuple[str, ...] | None = None
+    imgsz: tuple[int, int] | None = None
+    stride: int | None = None
+    task: str | None = None
+    end2end: bool | None = None
+
+
+def parse_metadata(props: Mapping[str, str]) -> ModelMetadata:
+    """Read Ultralytics' keys from an ONNX metadata map and refuse non-detection tasks."""
+    task = props.get("task")
+    if task in _NON_DETECTION_TASKS:
+        raise UnsupportedModel(
+            f"the model's task is '{task}' ({_NON_DETECTION_TASKS[task]}); only 'detect' models are served"
+        )
+    if task is not None and task != "detect":
+        raise UnsupportedModel(f"the model's task is '{task}'; only 'detect' models are served")
+    names = _names(props["names"]) if "names" in props else None
+    imgsz = _imgsz(props["imgsz"]) if "imgsz" in props else None
+    stride = _int(props, "stride")
+    end2end = _end2end(props)
+    return ModelMetadata(names=names, imgsz=imgsz, stride=stride, task=task, end2end=end2end)
+
+
+def load_labels(path: Path) -> tuple[str, ...]:
+    """Read class names from a labels file: one name per line, or JSON (a list or an id→name map)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"cannot read labels file {path}: {exc}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidArgument(f"labels file {path} is not valid JSON: {exc}") from None
+        return _names_from_value(value, f"labels file {path}", error=InvalidArgument)
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not names:
+        raise InvalidArgument(f"labels file {path} holds no names")
+    return names
+
+
+def _literal(key: str, text: str) -> object:
+    if len(text) > _MAX_LITERAL:
+        raise InvalidModel(f"metadata '{key}' is too long ({len(text)} characters)")
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise InvalidModel(f"metadata '{key}' is not a Python literal: {exc}") from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return _names_from_value(_literal("names", text), "metadata 'names'", error=InvalidModel)
+
+
+def _names_from_value(
+    value: object, where: str, *, error: type[InvalidModel] | type[InvalidArgument]
+) -> tuple[str, ...]:
+    if isinstance(value, list) and all(isinstance(n, str) for n in value) and value:
+        return tuple(value)
+    if isinstance(value, dict) and value:
+        try:
+            by_id = {int(k): v for k, v in value.items()}
+        except (TypeError, ValueError):
+            raise error(f"{where}: class ids must be integers") from None
+        if sorted(by_id) != list(range(len(by_id))) or not all(isinstance(v, str) for v in by_id.values()):
+            raise error(f"{where}: expected names for class ids 0..{len(by_id) - 1}")
+        return tuple(by_id[i] for i in range(len(by_id)))
+    raise error(f"{where}: expected a non-empty list of names or a map of class id to name")
+
+
+def _imgsz(text: str) -> tuple[int, int]:
+    value = _literal("imgsz", text)
+    if isinstance(value, int) and value > 0:
+        return (value, value)
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and v > 0 for v in value)
+    ):
+        return (int(value[0]), int(value[1]))
+    raise InvalidModel(f"metadata 'imgsz' must be an int or [height, width], got {text!r}")
+
+
+def _int(props: Mapping[str, str], key: str) -> int | None:
+    if key not in props:
+        return None
+    value = _literal(key, props[key])
+    if isinstance(value, int) and value > 0:
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, int) and v > 0 for v in value):
+        return max(int(v) for v in value)
+    raise InvalidModel(f"metadata '{key}' must be a positive integer, got {props[key]!r}")
+
+
+def _end2end(props: Mapping[str, str]) -> bool | None:
+    if "end2end" in props:
+        return props["end2end"].strip().lower() == "true"
+    if "args" in props:
+        args = _literal("args", props["args"])
+        # nms=True exports are end-to-end; nms=False says nothing (YOLOv10 is end-to-end anyway).
+        if isinstance(args, dict) and args.get("nms") is True:
+            return True
+    return None

@@ -1,0 +1,318 @@
+"""``DetectionModel``: a YOLO ONNX export behind an ONNX Runtime session, predicting as Ultralytics does.
+
+The pipeline has three public stages so that servers and benchmarks can time and
+schedule them separately: :meth:`DetectionModel.prepare` (letterbox into a
+tensor), :meth:`DetectionModel.infer` (ONNX Runtime) and
+:meth:`DetectionModel.postprocess` (decode, NMS, map back). :meth:`DetectionModel.detect`
+runs all three, decoding images first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, overload
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from warden.detection.image import DEFAULT_LIMITS, ImageInput, ImageLimits, RGBImage, to_rgb
+from warden.detection.layouts import Layout, anchor_counts, check_output, decode, detect_layout
+from warden.detection.letterbox import letterbox, scale_boxes, to_tensor
+from warden.detection.metadata import ModelMetadata, load_labels, parse_metadata
+from warden.detection.providers import check_active, providers_for
+from warden.detection.results import Detections
+from warden.errors import InvalidArgument, InvalidModel, UnsupportedModel
+
+DEFAULT_IMGSZ: Final = 640
+MAX_DETECTIONS: Final = 10_000
+_P6_STRIDES: Final = (8, 16, 32, 64)
+_P5_STRIDES: Final = (8, 16, 32)
+_FLOAT_TYPES: Final[dict[str, type[np.floating]]] = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What Warden learnt about a model at load time."""
+
+    input_name: str
+    input_dtype: type[np.floating]
+    input_hw: tuple[int, int]
+    dynamic_hw: bool
+    batch: int | None
+    layout: Layout
+    num_classes: int | None
+    names: tuple[str, ...]
+    stride: int
+    providers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """Letterboxed images as one input tensor, with the original ``(h, w)`` of each real image."""
+
+    tensor: npt.NDArray[np.floating]
+    original_shapes: tuple[tuple[int, int], ...]
+
+
+class DetectionModel:
+    """A loaded YOLO detection model; thread-safe (ONNX Runtime sessions are)."""
+
+    def __init__(self, session: ort.InferenceSession, info: ModelInfo, limits: ImageLimits) -> None:
+        self._session = session
+        self.info = info
+        self.limits = limits
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path | bytes,
+        device: str = "cpu",
+        threads: int | None = None,
+        *,
+        imgsz: int | tuple[int, int] | None = None,
+        labels: Path | Sequence[str] | None = None,
+        limits: ImageLimits = DEFAULT_LIMITS,
+    ) -> DetectionModel:
+        """Open an ONNX export (a path or its bytes) on ``device`` and recognise its layout.
+
+        ``imgsz`` applies to models with dynamic height and width (default: the
+        export's metadata, else 640); ``labels`` overrides the class names.
+        """
+        if threads is not None and threads < 1:
+            raise InvalidArgument(f"threads must be at least 1, got {threads}")
+        providers = providers_for(device, ort.get_available_providers())
+        session = _open_session(model, providers, threads)
+        check_active(device, providers, session.get_providers())
+        metadata = parse_metadata(session.get_modelmeta().custom_metadata_map)
+        names = _resolve_labels(labels)
+        info = _inspect(session, metadata, names, imgsz)
+        return cls(session, info, limits)
+
+    @overload
+    def detect(
+        self,
+        images: ImageInput,
+        conf: float = ...,
+        iou: float = ...,
+        max_det: int = ...,
+        classes: Sequence[int] | None = ...,
+    ) -> Detections: ...
+    @overload
+    def detect(
+        self,
+        images: list[ImageInput] | tuple[ImageInput, ...],
+        conf: float = ...,
+        iou: float = ...,
+        max_det: int = ...,
+        classes: Sequence[int] | None = ...,
+    ) -> list[Detections]: ...
+    def detect(
+        self,
+        images: ImageInput | list[ImageInput] | tuple[ImageInput, ...],
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+        classes: Sequence[int] | None = None,
+    ) -> Detections | list[Detections]:
+        """Detect objects in one image or a list of them (encoded bytes, BGR numpy arrays, PIL images).
+
+        Returns one :class:`Detections` for one image, a list for a list. Raises
+        ``InvalidImage`` for the first image that cannot be decoded.
+        """
+        if isinstance(images, list | tuple):
+            rgbs = [to_rgb(image, self.limits) for image in images]
+            return self.detect_rgb(rgbs, conf=conf, iou=iou, max_det=max_det, classes=classes)
+        return self.detect_rgb(
+            [to_rgb(images, self.limits)], conf=conf, iou=iou, max_det=max_det, classes=classes
+        )[0]
+
+    def detect_rgb(
+        self,
+        rgbs: Sequence[RGBImage],
+        *,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+        classes: Sequence[int] | None = None,
+    ) -> list[Detections]:
+        """Detect objects in already-decoded RGB images, batching as the model allows."""
+        _check_thresholds(conf, iou, max_det)
+        wanted = None if classes is None else frozenset(int(c) for c in classes)
+        capacity = self.info.batch or len(rgbs) or 1
+        results: list[Detections] = []
+        for start in range(0, len(rgbs), capacity):
+            batch = self.prepare(rgbs[start : start + capacity])
+            raw = self.infer(batch.tensor)
+            results.extend(self.postprocess(raw, batch, conf=conf, iou=iou, max_det=max_det, classes=wanted))
+        return results
+
+    def prepare(self, rgbs: Sequence[RGBImage]) -> PreparedBatch:
+        """Letterbox RGB images into one input tensor (padded with blank images up to a fixed batch)."""
+        info = self.info
+        shapes = tuple((int(rgb.shape[0]), int(rgb.shape[1])) for rgb in rgbs)
+        rect = info.dynamic_hw and len(set(shapes)) == 1
+        boxed = [letterbox(rgb, info.input_hw, auto=rect, stride=info.stride) for rgb in rgbs]
+        if info.batch is not None and len(boxed) < info.batch:
+            blank = np.full_like(boxed[0], 114)
+            boxed.extend([blank] * (info.batch - len(boxed)))
+        return PreparedBatch(to_tensor(boxed, info.input_dtype), shapes)
+
+    def infer(self, tensor: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        """Run the session on one input tensor and return its detection output as float32."""
+        (output,) = self._session.run(None, {self.info.input_name: tensor})
+        raw = np.asarray(output, dtype=np.float32)
+        check_output(raw, self.info.layout, self.info.num_classes)
+        return raw
+
+    def postprocess(
+        self,
+        raw: npt.NDArray[np.float32],
+        batch: PreparedBatch,
+        *,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+        classes: frozenset[int] | None = None,
+    ) -> list[Detections]:
+        """Turn a raw output into detections in each original image's pixels."""
+        input_hw = (int(batch.tensor.shape[2]), int(batch.tensor.shape[3]))
+        results = []
+        for index, shape in enumerate(batch.original_shapes):
+            found = decode(raw[index], self.info.layout, conf=conf, iou=iou, max_det=max_det, classes=classes)
+            scale_boxes(found.boxes, input_hw, shape)
+            results.append(
+                Detections(
+                    width=shape[1],
+                    height=shape[0],
+                    boxes=found.boxes,
+                    scores=found.scores,
+                    class_ids=found.class_ids,
+                    names=self.info.names,
+                )
+            )
+        return results
+
+
+def _open_session(
+    model: str | Path | bytes, providers: list[tuple[str, dict[str, object]]], threads: int | None
+) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    source: str | bytes
+    if isinstance(model, bytes):
+        source = model
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise InvalidModel(f"no model file at {path}")
+        source = str(path)
+    names = [name for name, _ in providers]
+    provider_options = [opts for _, opts in providers]
+    try:
+        return ort.InferenceSession(
+            source, sess_options=options, providers=names, provider_options=provider_options
+        )
+    except Exception as exc:  # ONNX Runtime raises its own untyped errors for bad models.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidModel(f"ONNX Runtime cannot load the model: {first_line}") from None
+
+
+def _resolve_labels(labels: Path | Sequence[str] | None) -> tuple[str, ...] | None:
+    if labels is None:
+        return None
+    if isinstance(labels, Path):
+        return load_labels(labels)
+    names = tuple(str(n) for n in labels)
+    if not names:
+        raise InvalidArgument("labels must name at least one class")
+    return names
+
+
+def _inspect(
+    session: ort.InferenceSession,
+    metadata: ModelMetadata,
+    labels: tuple[str, ...] | None,
+    imgsz: int | tuple[int, int] | None,
+) -> ModelInfo:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1:
+        raise UnsupportedModel(f"expected one image input, the model has {len(inputs)}")
+    (image_input,) = inputs
+    shape = [d if isinstance(d, int) else None for d in image_input.shape]
+    if len(shape) != 4 or shape[1] not in (3, None):
+        raise UnsupportedModel(f"expected an image input [B, 3, H, W], got {image_input.shape}")
+    dtype = _FLOAT_TYPES.get(image_input.type)
+    if dtype is None:
+        raise UnsupportedModel(f"expected a float or float16 image input, got {image_input.type}")
+    if len(outputs) != 1:
+        listed = ", ".join(o.name for o in outputs)
+        raise UnsupportedModel(
+            f"expected one detection output, the model has {len(outputs)} ({listed}); "
+            "segmentation and other multi-output models are not detection models"
+        )
+    stride = metadata.stride or 32
+    input_hw, dynamic_hw = _input_size(shape[2], shape[3], imgsz, metadata, stride)
+    strides = _P6_STRIDES if stride == 64 else _P5_STRIDES
+    hint = metadata.names or labels
+    out_shape = [d if isinstance(d, int) else None for d in outputs[0].shape]
+    layout, num_classes = detect_layout(
+        out_shape,
+        None if hint is None else len(hint),
+        anchor_counts(input_hw, strides),
+        metadata.end2end,
+    )
+    names = labels or metadata.names or tuple(f"class{i}" for i in range(num_classes or 0))
+    if labels is not None and num_classes is not None and len(labels) != num_classes:
+        raise InvalidArgument(f"the labels name {len(labels)} classes but the model predicts {num_classes}")
+    return ModelInfo(
+        input_name=image_input.name,
+        input_dtype=dtype,
+        input_hw=input_hw,
+        dynamic_hw=dynamic_hw,
+        batch=shape[0],
+        layout=layout,
+        num_classes=num_classes,
+        names=names,
+        stride=stride,
+        providers=tuple(session.get_providers()),
+    )
+
+
+def _input_size(
+    height: int | None,
+    width: int | None,
+    imgsz: int | tuple[int, int] | None,
+    metadata: ModelMetadata,
+    stride: int,
+) -> tuple[tuple[int, int], bool]:
+    wanted = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    if height is not None and width is not None:
+        if wanted is not None and wanted != (height, width):
+            raise InvalidArgument(
+                f"imgsz {list(wanted)} differs from the model's fixed input [{height}, {width}]"
+            )
+        return (height, width), False
+    size = wanted or metadata.imgsz or (DEFAULT_IMGSZ, DEFAULT_IMGSZ)
+    if any(s <= 0 or s % stride for s in size):
+        raise InvalidArgument(f"imgsz {list(size)} must be positive multiples of the stride {stride}")
+    return (size[0], size[1]), True
+
+
+def _check_thresholds(conf: float, iou: float, max_det: int) -> None:
+    if not 0.0 <= conf <= 1.0:
+        raise InvalidArgument(f"conf must be between 0 and 1, got {conf}")
+    if not 0.0 <= iou <= 1.0:
+        raise InvalidArgument(f"iou must be between 0 and 1, got {iou}")
+    if not 1 <= max_det <= MAX_DETECTIONS:
+        raise InvalidArgument(f"max_det must be between 1 and {MAX_DETECTIONS}, got {max_det}")

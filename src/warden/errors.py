@@ -1,0 +1,85 @@
+"""Warden's domain errors, free of any transport.
+
+Every error carries a stable machine-readable ``code``; front ends (HTTP, CLI)
+map codes to status codes and exit codes in one place each.
+
+::
+
+    WardenError                    code
+    ├── InvalidArgument            invalid_argument
+    ├── InvalidImage               invalid_image   (+ reason, see ImageErrorReason)
+    └── ModelError                 model_error
+        ├── InvalidModel           invalid_model
+        ├── UnsupportedModel       unsupported_model
+        └── DeviceUnavailable      device_unavailable
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class WardenError(Exception):
+    """Base of every error Warden raises on purpose; ``code`` is stable across releases."""
+
+    code: str = "warden_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(WardenError):
+    """A caller passed a value outside its documented range (a threshold, a size, a device name)."""
+
+    code = "invalid_argument"
+
+
+class ImageErrorReason(StrEnum):
+    """Why an image was refused; the values are stable and appear in API answers."""
+
+    EMPTY = "empty"
+    TOO_MANY_BYTES = "too_many_bytes"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    UNKNOWN_FORMAT = "unknown_format"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    ANIMATED = "animated"
+    TRUNCATED = "truncated"
+    CORRUPT = "corrupt"
+    ZERO_SIZE = "zero_size"
+    UNSUPPORTED_MODE = "unsupported_mode"
+    UNSUPPORTED_INPUT = "unsupported_input"
+
+
+class InvalidImage(WardenError):
+    """An image could not be decoded safely; ``reason`` says which check refused it."""
+
+    code = "invalid_image"
+
+    def __init__(self, reason: ImageErrorReason, message: str) -> None:
+        super().__init__(f"{reason.value}: {message}")
+        self.reason = reason
+
+
+class ModelError(WardenError):
+    """A model file could not be used for detection."""
+
+    code = "model_error"
+
+
+class InvalidModel(ModelError):
+    """The file is not a loadable ONNX model (missing, corrupt, or refused by ONNX Runtime)."""
+
+    code = "invalid_model"
+
+
+class UnsupportedModel(ModelError):
+    """The model loads but is not a detection model Warden understands (task, layout, inputs)."""
+
+    code = "unsupported_model"
+
+
+class DeviceUnavailable(ModelError):
+    """The requested execution device has no ONNX Runtime provider installed on this machine."""
+
+    code = "device_unavailable"
