@@ -20,22 +20,22 @@ PAD_VALUE: Final = 114
 
 def letterbox_geometry(
     height: int, width: int, target: tuple[int, int], *, auto: bool = False, stride: int = 32
-) -> tuple[tuple[int, int], tuple[int, int, int, int], float]:
-    """Compute the resized size ``(w, h)``, padding ``(top, bottom, left, right)`` and gain.
+) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """Compute the resized size ``(w, h)`` and the padding ``(top, bottom, left, right)``.
 
     With ``auto`` the padding is reduced to the smallest multiple of ``stride``
     (Ultralytics' "rect" mode for models with dynamic height and width).
     """
     target_h, target_w = target
     gain = min(target_h / height, target_w / width)
-    new_w, new_h = round(width * gain), round(height * gain)
+    new_w, new_h = max(round(width * gain), 1), max(round(height * gain), 1)
     dw, dh = float(target_w - new_w), float(target_h - new_h)
     if auto:
         dw, dh = float(np.mod(dw, stride)), float(np.mod(dh, stride))
     dw, dh = dw / 2, dh / 2
     top, bottom = round(dh - 0.1), round(dh + 0.1)
     left, right = round(dw - 0.1), round(dw + 0.1)
-    return (new_w, new_h), (top, bottom, left, right), gain
+    return (new_w, new_h), (top, bottom, left, right)
 
 
 def letterbox(
@@ -43,7 +43,7 @@ def letterbox(
 ) -> npt.NDArray[np.uint8]:
     """Resize ``rgb`` keeping its aspect ratio and pad it with gray to ``target`` ``(h, w)``."""
     height, width = rgb.shape[:2]
-    (new_w, new_h), (top, bottom, left, right), _ = letterbox_geometry(
+    (new_w, new_h), (top, bottom, left, right) = letterbox_geometry(
         height, width, target, auto=auto, stride=stride
     )
     resized: npt.NDArray[np.uint8] = rgb
@@ -68,16 +68,13 @@ def scale_boxes(
 ) -> None:
     """Map ``xyxy`` boxes from model-input pixels back to the original image, in place, and clip.
 
-    The gain and padding are recomputed from the shapes, as Ultralytics'
-    ``scale_boxes`` does, rather than taken from the integer padding applied.
+    As Ultralytics 8.4 does: per-axis gains from the rounded resized size, and the
+    padding recomputed from the shapes (so ``auto`` padding maps back correctly too).
     """
     in_h, in_w = input_shape
     height, width = original_shape
     gain = min(in_h / height, in_w / width)
-    pad_x = round((in_w - width * gain) / 2 - 0.1)
-    pad_y = round((in_h - height * gain) / 2 - 0.1)
-    boxes[:, [0, 2]] -= pad_x
-    boxes[:, [1, 3]] -= pad_y
-    boxes /= gain
-    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
-    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
+    new_w, new_h = max(round(width * gain), 1), max(round(height * gain), 1)
+    pad_x, pad_y = round((in_w - new_w) / 2 - 0.1), round((in_h - new_h) / 2 - 0.1)
+    boxes[:, [0, 2]] = ((boxes[:, [0, 2]] - pad_x) / (new_w / width)).clip(0, width)
+    boxes[:, [1, 3]] = ((boxes[:, [1, 3]] - pad_y) / (new_h / height)).clip(0, height)

@@ -29,6 +29,7 @@ matching torchvision's NMS exactly.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.metadata
 import json
@@ -57,7 +58,7 @@ PREDICT_ARGS = {
 LOW_CONF = 0.05
 DATE = "2026-11-22"
 
-STUB_INIT = '''"""Throwaway stand-in for torchvision: only what Ultralytics touches for ONNX detect predict."""
+STUB_INIT = '''"""Throwaway stand-in for torchvision: what Ultralytics touches for ONNX detect predict."""
 
 from . import ops
 
@@ -79,6 +80,7 @@ def nms(boxes, scores, iou_threshold):
 def install_torchvision_stub() -> Path:
     """Write the torchvision stand-in (package plus dist-info) to a temp dir, put it first on sys.path."""
     root = Path(tempfile.mkdtemp(prefix="tvstub-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     pkg = root / "torchvision"
     pkg.mkdir()
     (pkg / "__init__.py").write_text(STUB_INIT.format(version=STUB_TORCHVISION_VERSION))
@@ -102,7 +104,7 @@ def model_path() -> Path:
 
 def write_images() -> list[str]:
     """Write the test images (as both Ultralytics and warden will read them); return their names."""
-    import skimage.data
+    import skimage.data  # noqa: PLC0415 - only needed in the throwaway venv
 
     data_dir = Path(skimage.data.__file__).parent
     astronaut = skimage.data.astronaut()  # (512, 512, 3) uint8 RGB
@@ -155,9 +157,10 @@ def main() -> None:
     """Write the images, run Ultralytics on each image file and write ultralytics_fall.json."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     install_torchvision_stub()
-    import torch
-    import ultralytics
-    from ultralytics import YOLO
+    # Imported only now: the torchvision stand-in must be on sys.path first.
+    import torch  # noqa: PLC0415
+    import ultralytics  # noqa: PLC0415
+    from ultralytics import YOLO  # noqa: PLC0415
 
     onnx_path = model_path()
     sha256 = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
@@ -183,10 +186,11 @@ def main() -> None:
         )
 
     args = ", ".join(f"{k}={v!r}" for k, v in PREDICT_ARGS.items())
+    ort_version = importlib.metadata.version("onnxruntime")
     how_made = (
         f"Computed once on {DATE} by make_ultralytics_fixture.py (beside this file), run by hand in a "
-        f"throwaway virtual environment with Ultralytics {ultralytics.__version__}, torch {torch.__version__} "
-        f"and onnxruntime {importlib.metadata.version('onnxruntime')}; Ultralytics and torch are not "
+        f"throwaway virtual environment with Ultralytics {ultralytics.__version__}, "
+        f"torch {torch.__version__} and onnxruntime {ort_version}; Ultralytics and torch are not "
         "dependencies of warden and the tests never run that script. torchvision was replaced by a tiny "
         "stand-in whose ops.nms calls Ultralytics' own TorchNMS.nms. For each image FILE: "
         f'YOLO(onnx_path, task="detect").predict(source=path, {args}); then again with '
