@@ -15,6 +15,7 @@ from rich.table import Table
 
 from warden.detection import DetectionModel, Detections, RGBImage, decode_image
 from warden.detection.draw import annotate
+from warden.detection.model import MAX_DETECTIONS
 from warden.errors import InvalidImage, WardenError
 
 EXIT_IMAGE_FAILED: Final = 1
@@ -37,11 +38,18 @@ def detect(
     model: Annotated[
         Path, typer.Option("--model", "-m", help="YOLO ONNX export to run.", show_default=False)
     ],
-    conf: Annotated[float, typer.Option(help="Keep detections scoring strictly above this.")] = 0.25,
-    iou: Annotated[float, typer.Option(help="Suppress overlaps with IoU above this (per class).")] = 0.7,
-    max_det: Annotated[int, typer.Option("--max-det", help="At most this many detections per image.")] = 300,
+    conf: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Keep detections scoring strictly above this.")
+    ] = 0.25,
+    iou: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Suppress overlaps with IoU above this (per class).")
+    ] = 0.7,
+    max_det: Annotated[
+        int,
+        typer.Option("--max-det", min=1, max=MAX_DETECTIONS, help="At most this many detections per image."),
+    ] = 300,
     imgsz: Annotated[
-        int | None, typer.Option(help="Input size for models with dynamic height and width.")
+        int | None, typer.Option(min=32, help="Input size for models with dynamic height and width.")
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda[:N], tensorrt[:N] or auto.")] = "cpu",
     labels: Annotated[
