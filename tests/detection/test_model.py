@@ -133,6 +133,10 @@ def test_when_the_batch_is_dynamic_then_several_images_run_in_one_call_in_order(
     assert batch.tensor.shape == (3, 3, 64, 64)
     found = model.detect([black(64, 64), white, black(64, 64)])
     assert [float(f.scores[0]) for f in found] == pytest.approx([0.5, 1.5, 0.5], abs=1e-6)
+    two_at_a_time = DetectionModel.load(graph, max_batch=2)
+    assert two_at_a_time.batch_capacity == 2
+    found = two_at_a_time.detect([white, black(64, 64), white])
+    assert [float(f.scores[0]) for f in found] == pytest.approx([1.5, 0.5, 1.5], abs=1e-6)
 
 
 def test_when_the_batch_is_fixed_above_one_then_a_short_batch_is_padded() -> None:

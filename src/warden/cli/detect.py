@@ -21,7 +21,6 @@ from warden.errors import InvalidImage, WardenError
 EXIT_IMAGE_FAILED: Final = 1
 EXIT_MODEL_FAILED: Final = 2
 PROGRESS_FROM: Final = 8
-_DEFAULT_BATCH: Final = 8
 _SAVE_SUFFIXES: Final = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
@@ -73,7 +72,7 @@ def detect(
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
     runner = _Runner(loaded, conf, iou, max_det, out, err, as_json, save_dir)
-    batch_size = loaded.info.batch or _DEFAULT_BATCH
+    batch_size = loaded.batch_capacity
     failed = 0
     pending: list[_Decoded] = []
     with Progress(console=err, transient=True, disable=len(images) < PROGRESS_FROM) as progress:

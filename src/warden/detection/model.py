@@ -27,6 +27,7 @@ from warden.detection.results import Detections
 from warden.errors import InvalidArgument, InvalidModel, UnsupportedModel
 
 DEFAULT_IMGSZ: Final = 640
+DEFAULT_MAX_BATCH: Final = 16
 MAX_DETECTIONS: Final = 10_000
 _P6_STRIDES: Final = (8, 16, 32, 64)
 _P5_STRIDES: Final = (8, 16, 32)
@@ -63,10 +64,18 @@ class PreparedBatch:
 class DetectionModel:
     """A loaded YOLO detection model; thread-safe (ONNX Runtime sessions are)."""
 
-    def __init__(self, session: ort.InferenceSession, info: ModelInfo, limits: ImageLimits) -> None:
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        info: ModelInfo,
+        limits: ImageLimits = DEFAULT_LIMITS,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
         self._session = session
         self.info = info
         self.limits = limits
+        self.batch_capacity = info.batch or max_batch
+        """Images per ONNX Runtime call: the model's fixed batch, else ``max_batch``."""
 
     @classmethod
     def load(
@@ -78,21 +87,25 @@ class DetectionModel:
         imgsz: int | tuple[int, int] | None = None,
         labels: Path | Sequence[str] | None = None,
         limits: ImageLimits = DEFAULT_LIMITS,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> DetectionModel:
         """Open an ONNX export (a path or its bytes) on ``device`` and recognise its layout.
 
         ``imgsz`` applies to models with dynamic height and width (default: the
-        export's metadata, else 640); ``labels`` overrides the class names.
+        export's metadata, else 640); ``labels`` overrides the class names;
+        ``max_batch`` bounds one call's batch for models with a dynamic batch.
         """
         if threads is not None and threads < 1:
             raise InvalidArgument(f"threads must be at least 1, got {threads}")
+        if max_batch < 1:
+            raise InvalidArgument(f"max_batch must be at least 1, got {max_batch}")
         providers = providers_for(device, ort.get_available_providers())
         session = _open_session(model, providers, threads)
         check_active(device, providers, session.get_providers())
         metadata = parse_metadata(session.get_modelmeta().custom_metadata_map)
         names = _resolve_labels(labels)
         info = _inspect(session, metadata, names, imgsz)
-        return cls(session, info, limits)
+        return cls(session, info, limits, max_batch)
 
     @overload
     def detect(
@@ -144,10 +157,9 @@ class DetectionModel:
         """Detect objects in already-decoded RGB images, batching as the model allows."""
         _check_thresholds(conf, iou, max_det)
         wanted = None if classes is None else frozenset(int(c) for c in classes)
-        capacity = self.info.batch or len(rgbs) or 1
         results: list[Detections] = []
-        for start in range(0, len(rgbs), capacity):
-            batch = self.prepare(rgbs[start : start + capacity])
+        for start in range(0, len(rgbs), self.batch_capacity):
+            batch = self.prepare(rgbs[start : start + self.batch_capacity])
             raw = self.infer(batch.tensor)
             results.extend(self.postprocess(raw, batch, conf=conf, iou=iou, max_det=max_det, classes=wanted))
         return results
