@@ -68,9 +68,7 @@ def main() -> None:
     for name, samples in stages.items():
         print(f"{name:<22}{percentile(samples, 50):>10.2f}{percentile(samples, 95):>10.2f}")
     print(f"{'total':<22}{percentile(total, 50):>10.2f}{percentile(total, 95):>10.2f}")
-    print(
-        f"{'decode (OpenCV)':<22}{percentile(opencv_decode, 50):>10.2f}{percentile(opencv_decode, 95):>10.2f}"
-    )
+    print(f"{'decode (OpenCV)':<22}{percentile(opencv_decode, 50):>10.2f}{percentile(opencv_decode, 95):>10.2f}")
     verdict = "meets" if share <= 0.05 else "misses"
     print(f"non-inference share (median of per-run ratios): {share:.2%} ({verdict} the 5% target)")
     print(

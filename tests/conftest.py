@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.backends import BACKENDS, database_url
 from warden.detection import DetectionModel
 from warden.errors import InvalidModel
 from warden.samples import fall_model_path
+from warden.services import Services, open_services
+from warden.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +28,15 @@ def fall_model_file() -> Path:
 def fall_model(fall_model_file: Path) -> DetectionModel:
     """The fall model on CPU, shared by the tests (sessions are thread-safe and stateless)."""
     return DetectionModel.load(fall_model_file)
+
+
+@pytest.fixture(params=BACKENDS)
+def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
+    """The state services on a fresh data directory, over SQLite and over PostgreSQL."""
+    with database_url(request.param, tmp_path) as url:
+        settings = Settings(data_dir=tmp_path / "data", database_url=url)
+        opened = open_services(settings)
+        try:
+            yield opened
+        finally:
+            opened.close()

@@ -86,9 +86,7 @@ def test_when_the_model_file_is_not_onnx_then_exit_2(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("option", [["--conf", "1.5"], ["--iou", "-1"], ["--max-det", "0"]])
-def test_when_an_option_is_out_of_range_then_it_is_a_usage_error(
-    fall_model_file: Path, option: list[str]
-) -> None:
+def test_when_an_option_is_out_of_range_then_it_is_a_usage_error(fall_model_file: Path, option: list[str]) -> None:
     code, _, err = invoke("--model", fall_model_file, *option, PHOTOS[0])
     assert code == 2
     assert option[0] in err
@@ -109,9 +107,7 @@ def test_when_labels_are_given_then_they_name_the_classes(fall_model_file: Path,
     assert {d["class_name"] for d in json.loads(out)["detections"]} <= {"upright", "fallen"}
 
 
-def test_when_save_dir_is_given_then_annotated_copies_are_written(
-    fall_model_file: Path, tmp_path: Path
-) -> None:
+def test_when_save_dir_is_given_then_annotated_copies_are_written(fall_model_file: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "annotated"
     twin = tmp_path / "astronaut.png"
     shutil.copy(PHOTOS[0], twin)
@@ -149,7 +145,4 @@ def test_the_installed_console_script_runs_and_reports_errors_with_exit_codes(fa
         check=False,
     )
     assert bad.returncode == 2
-    assert (
-        bad.stderr.strip()
-        == "warden: error: /nonexistent.onnx: invalid_model: no model file at /nonexistent.onnx"
-    )
+    assert bad.stderr.strip() == "warden: error: /nonexistent.onnx: invalid_model: no model file at /nonexistent.onnx"

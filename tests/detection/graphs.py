@@ -114,9 +114,7 @@ def yolo_graph(
         outputs,
         initializers,
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="warden-tests"
-    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="warden-tests")
     model.ir_version = 8
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()

@@ -26,24 +26,17 @@ def encode(image: Image.Image, fmt: str, **params: Any) -> bytes:
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def png(
-    width: int, height: int, *, depth: int = 8, color_type: int = 2, pixels: bytes | None = None
-) -> bytes:
+def png(width: int, height: int, *, depth: int = 8, color_type: int = 2, pixels: bytes | None = None) -> bytes:
     """A PNG written by hand, so headers can claim any size and depth (colour type 0 gray, 2 RGB)."""
     channels = {0: 1, 2: 3}[color_type]
     if pixels is None:
         pixels = b"".join(b"\x00" + bytes(width * channels * depth // 8) for _ in range(min(height, 4)))
     header = struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", zlib.compress(pixels))
-        + _chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(pixels)) + _chunk(b"IEND", b"")
     )
 
 

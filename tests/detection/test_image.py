@@ -315,9 +315,7 @@ def mutated_images(draw: st.DrawFn) -> bytes:
         if kind == "flip" and data:
             data[at] ^= 1 << draw(st.integers(0, 7))
         elif kind == "overwrite":
-            data[at : at + 4] = draw(
-                st.sampled_from([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\x00\x01"])
-            )
+            data[at : at + 4] = draw(st.sampled_from([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x7f\xff\x00\x01"]))
         elif kind == "insert":
             data[at:at] = draw(st.binary(min_size=1, max_size=32))
         elif kind == "delete":

@@ -33,9 +33,7 @@ NO_ANCHORS: frozenset[int] = frozenset()
         pytest.param((640, 640), (8, 16, 32), {8400, 25200}, id="640 P5"),
         pytest.param((640, 640), (8, 16, 32, 64), {8500, 25500}, id="640 P6"),
         pytest.param((480, 640), (8, 16, 32), {6300, 18900}, id="480x640 dynamic export"),
-        pytest.param(
-            (100, 100), (8, 16, 32), {13 * 13 + 7 * 7 + 4 * 4, 3 * (13 * 13 + 7 * 7 + 4 * 4)}, id="ceil"
-        ),
+        pytest.param((100, 100), (8, 16, 32), {13 * 13 + 7 * 7 + 4 * 4, 3 * (13 * 13 + 7 * 7 + 4 * 4)}, id="ceil"),
         pytest.param((None, 640), (8, 16, 32), set(), id="dynamic height"),
         pytest.param((640, None), (8, 16, 32), set(), id="dynamic width"),
     ],
@@ -62,25 +60,22 @@ def test_when_no_strides_are_given_then_anchor_counts_uses_p5_strides() -> None:
         pytest.param([1, 6, 8400], 2, A640, None, (Layout.ANCHOR_FREE, 2), id="v8 2 classes"),
         pytest.param([1, 6, 8400], None, A640, None, (Layout.ANCHOR_FREE, 2), id="v8 2 classes nc unknown"),
         pytest.param([1, 6, 8400], None, NO_ANCHORS, None, (Layout.ANCHOR_FREE, 2), id="v8 2 cls no anchors"),
-        pytest.param(
-            [1, 6, 6300], None, anchor_counts((480, 640)), None, (Layout.ANCHOR_FREE, 2), id="v8 480x640"
-        ),
+        pytest.param([1, 6, 6300], None, anchor_counts((480, 640)), None, (Layout.ANCHOR_FREE, 2), id="v8 480x640"),
         pytest.param([1, 25200, 85], 80, A640, None, (Layout.ANCHOR_BASED, 80), id="v5 80 classes"),
         pytest.param([1, 25200, 85], None, A640, None, (Layout.ANCHOR_BASED, 80), id="v5 nc from shape"),
         pytest.param([1, 25200, 6], 1, A640, None, (Layout.ANCHOR_BASED, 1), id="v5 1 class"),
         pytest.param([1, 25200, 6], None, A640, None, (Layout.ANCHOR_BASED, 1), id="v5 1 class nc unknown"),
         pytest.param([1, 300, 6], 2, A640, None, (Layout.END_TO_END, 2), id="e2e 2 classes no metadata"),
         pytest.param([1, 300, 6], 1, A640, True, (Layout.END_TO_END, 1), id="e2e 1 class end2end metadata"),
+        # Regressions: a 1-class end-to-end export without metadata was called ambiguous.
+        pytest.param([1, 300, 6], 1, A640, None, (Layout.END_TO_END, 1), id="e2e 1 class no metadata"),
+        pytest.param([1, 300, 6], None, A640, None, (Layout.END_TO_END, None), id="e2e nc unknown no metadata"),
         pytest.param([1, 300, 6], None, A640, True, (Layout.END_TO_END, None), id="e2e nc unknown"),
         pytest.param([None, None, 6], 80, NO_ANCHORS, True, (Layout.END_TO_END, 80), id="e2e dynamic"),
         pytest.param([None, 84, None], 80, NO_ANCHORS, None, (Layout.ANCHOR_FREE, 80), id="v8 dynamic"),
-        pytest.param(
-            [None, 84, None], None, NO_ANCHORS, None, (Layout.ANCHOR_FREE, 80), id="v8 dynamic no nc"
-        ),
+        pytest.param([None, 84, None], None, NO_ANCHORS, None, (Layout.ANCHOR_FREE, 80), id="v8 dynamic no nc"),
         pytest.param([None, None, 85], 80, NO_ANCHORS, None, (Layout.ANCHOR_BASED, 80), id="v5 dynamic"),
-        pytest.param(
-            [None, None, 85], None, NO_ANCHORS, None, (Layout.ANCHOR_BASED, 80), id="v5 dynamic no nc"
-        ),
+        pytest.param([None, None, 85], None, NO_ANCHORS, None, (Layout.ANCHOR_BASED, 80), id="v5 dynamic no nc"),
     ],
 )
 def test_when_shape_and_metadata_fit_one_layout_then_it_is_chosen_with_its_class_count(
@@ -182,9 +177,16 @@ def as_lists(found: Candidates) -> tuple[list[list[float]], list[float], list[in
     return found.boxes.tolist(), found.scores.tolist(), found.class_ids.tolist()
 
 
-def decode_all(output: npt.NDArray[np.float32], layout: Layout, **kwargs: object) -> Candidates:
-    options: dict[str, object] = {"conf": 0.25, "iou": 0.45, "max_det": 300, **kwargs}
-    return decode(output, layout, **options)  # type: ignore[arg-type]
+def decode_all(
+    output: npt.NDArray[np.float32],
+    layout: Layout,
+    *,
+    conf: float = 0.25,
+    iou: float = 0.45,
+    max_det: int = 300,
+    classes: frozenset[int] | None = None,
+) -> Candidates:
+    return decode(output, layout, conf=conf, iou=iou, max_det=max_det, classes=classes)
 
 
 def test_when_v8_rows_are_decoded_then_boxes_are_xyxy_and_best_class_wins() -> None:
@@ -202,14 +204,10 @@ def test_when_v8_rows_are_decoded_then_boxes_are_xyxy_and_best_class_wins() -> N
     [
         pytest.param(0.5, False, id="equal to conf dropped"),
         pytest.param(float(np.nextafter(np.float32(0.5), np.float32(1))), True, id="just above conf kept"),
-        pytest.param(
-            float(np.nextafter(np.float32(0.5), np.float32(0))), False, id="just below conf dropped"
-        ),
+        pytest.param(float(np.nextafter(np.float32(0.5), np.float32(0))), False, id="just below conf dropped"),
     ],
 )
-def test_when_the_best_class_score_is_at_conf_then_it_must_be_strictly_greater(
-    score: float, kept: bool
-) -> None:
+def test_when_the_best_class_score_is_at_conf_then_it_must_be_strictly_greater(score: float, kept: bool) -> None:
     output = anchor_free([(10, 10, 4, 4, score, 0.1)])
     found = decode_all(output, Layout.ANCHOR_FREE, conf=0.5)
     assert len(found.scores) == int(kept)
@@ -274,17 +272,11 @@ def test_when_classes_are_given_then_only_those_classes_are_kept(
         output = anchor_free([(x, y, 4, 4, *s) for (x, y), s in zip(centres, onehot, strict=True)])
     elif layout is Layout.ANCHOR_BASED:
         output = anchor_based(
-            [
-                (x, y, 4, 4, s, *np.eye(3)[i])
-                for i, ((x, y), s) in enumerate(zip(centres, scores, strict=True))
-            ]
+            [(x, y, 4, 4, s, *np.eye(3)[i]) for i, ((x, y), s) in enumerate(zip(centres, scores, strict=True))]
         )
     else:
         output = np.asarray(
-            [
-                (x - 2, y - 2, x + 2, y + 2, s, i)
-                for i, ((x, y), s) in enumerate(zip(centres, scores, strict=True))
-            ],
+            [(x - 2, y - 2, x + 2, y + 2, s, i) for i, ((x, y), s) in enumerate(zip(centres, scores, strict=True))],
             dtype=np.float32,
         )
     found = decode_all(output, layout, classes=classes)

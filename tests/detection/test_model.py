@@ -141,9 +141,7 @@ def test_when_the_batch_is_dynamic_then_several_images_run_in_one_call_in_order(
 
 def test_when_the_batch_is_fixed_above_one_then_a_short_batch_is_padded() -> None:
     rows = anchor_free_rows([Box(32, 32, 20, 10, 0, 0.5)], 3, ANCHORS_64)
-    model = DetectionModel.load(
-        yolo_graph(rows, input_shape=(2, 3, 64, 64), brightness_at=(4, 0), metadata=META)
-    )
+    model = DetectionModel.load(yolo_graph(rows, input_shape=(2, 3, 64, 64), brightness_at=(4, 0), metadata=META))
     white = np.full((64, 64, 3), 255, dtype=np.uint8)
     assert model.prepare([white]).tensor.shape == (2, 3, 64, 64)
     found = model.detect([white, black(64, 64), white])
@@ -229,9 +227,7 @@ def test_when_the_file_is_missing_or_not_onnx_then_invalid_model(tmp_path: objec
         ({"max_det": 0}, "max_det"),
     ],
 )
-def test_when_thresholds_are_out_of_range_then_invalid_argument(
-    kwargs: dict[str, float], message: str
-) -> None:
+def test_when_thresholds_are_out_of_range_then_invalid_argument(kwargs: dict[str, float], message: str) -> None:
     model = DetectionModel.load(graph_for(Layout.ANCHOR_FREE))
     with pytest.raises(InvalidArgument, match=message):
         model.detect(black(64, 64), **kwargs)  # type: ignore[arg-type]
@@ -249,3 +245,9 @@ def test_when_inputs_are_bytes_numpy_or_pil_then_they_give_the_same_answer() -> 
     as_bgr = model.detect(np.ascontiguousarray(rgb[..., ::-1]))
     assert float(as_bytes.scores[0]) == pytest.approx(0.5 + 1 / 3, abs=1e-6)
     assert as_bytes.to_dicts() == as_pil.to_dicts() == as_bgr.to_dicts()
+
+
+@pytest.mark.parametrize("device", ["cpu", " CPU ", "auto", "AUTO"])
+def test_when_the_device_name_has_any_case_then_it_loads_on_cpu(device: str) -> None:
+    model = DetectionModel.load(graph_for(Layout.ANCHOR_FREE), device=device)
+    assert model.info.providers[-1] == "CPUExecutionProvider"

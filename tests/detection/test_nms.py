@@ -59,28 +59,18 @@ def reference_nms(boxes: npt.NDArray[np.float32], scores: npt.NDArray[np.float32
             [0, 1],
             id="touching edges are IoU 0, kept at 0",
         ),
-        pytest.param(
-            [(0, 0, 10, 10), (0, 0, 10, 10)], [0.4, 0.9], 0.99, [1], id="full overlap keeps the better"
-        ),
+        pytest.param([(0, 0, 10, 10), (0, 0, 10, 10)], [0.4, 0.9], 0.99, [1], id="full overlap keeps the better"),
         # [0,3]x[0,1] and [1,4]x[0,1]: intersection 2, union 4, IoU exactly 0.5.
         pytest.param([(0, 0, 3, 1), (1, 0, 4, 1)], [0.9, 0.8], 0.5, [0, 1], id="IoU equal to threshold kept"),
-        pytest.param(
-            [(0, 0, 3, 1), (1, 0, 4, 1)], [0.9, 0.8], 0.49, [0], id="IoU just above threshold suppressed"
-        ),
+        pytest.param([(0, 0, 3, 1), (1, 0, 4, 1)], [0.9, 0.8], 0.49, [0], id="IoU just above threshold suppressed"),
         # [0,5]x[0,1] and [3,8]x[0,1]: intersection 2, union 8, IoU exactly 0.25.
         pytest.param([(0, 0, 5, 1), (3, 0, 8, 1)], [0.9, 0.8], 0.25, [0, 1], id="IoU 0.25 at 0.25 kept"),
         pytest.param([(0, 0, 5, 1), (3, 0, 8, 1)], [0.9, 0.8], 0.24, [0], id="IoU 0.25 at 0.24 suppressed"),
         # Areas without +1: [0,1]x[0,1] in [0,2]x[0,1] is IoU 1/2 (with +1 it would be 4/6).
         pytest.param([(0, 0, 2, 1), (0, 0, 1, 1)], [0.9, 0.8], 0.6, [0, 1], id="areas carry no plus one"),
-        pytest.param(
-            [(5, 5, 5, 5), (5, 5, 5, 5)], [0.9, 0.8], 0.0, [0, 1], id="identical zero-area boxes both kept"
-        ),
-        pytest.param(
-            [(0, 0, 10, 10), (5, 5, 5, 5)], [0.9, 0.8], 0.0, [0, 1], id="zero-area box inside a box kept"
-        ),
-        pytest.param(
-            [(0, 0, 10, 10), (0, 0, 10, 10)], [0.5, 0.5], 0.5, [0], id="score tie keeps earlier index"
-        ),
+        pytest.param([(5, 5, 5, 5), (5, 5, 5, 5)], [0.9, 0.8], 0.0, [0, 1], id="identical zero-area boxes both kept"),
+        pytest.param([(0, 0, 10, 10), (5, 5, 5, 5)], [0.9, 0.8], 0.0, [0, 1], id="zero-area box inside a box kept"),
+        pytest.param([(0, 0, 10, 10), (0, 0, 10, 10)], [0.5, 0.5], 0.5, [0], id="score tie keeps earlier index"),
         pytest.param(
             [(50, 50, 60, 60), (0, 0, 10, 10), (0, 0, 10, 10)],
             [0.5, 0.5, 0.5],

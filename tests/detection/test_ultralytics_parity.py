@@ -32,9 +32,7 @@ def test_the_fixture_was_made_with_the_installed_model(fall_model_file: Path) ->
 
 
 @pytest.mark.parametrize(("image", "key", "conf"), CASES)
-def test_detections_equal_ultralytics(
-    fall_model: DetectionModel, image: dict[str, Any], key: str, conf: float
-) -> None:
+def test_detections_equal_ultralytics(fall_model: DetectionModel, image: dict[str, Any], key: str, conf: float) -> None:
     found = fall_model.detect((DATA / image["file"]).read_bytes(), conf=conf)
     expected = image[key]
     assert (found.width, found.height) == (image["width"], image["height"])

@@ -31,15 +31,9 @@ class _Decoded:
 
 
 def detect(
-    images: Annotated[
-        list[Path], typer.Argument(help="Image files to run the model on.", show_default=False)
-    ],
-    model: Annotated[
-        Path, typer.Option("--model", "-m", help="YOLO ONNX export to run.", show_default=False)
-    ],
-    conf: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Keep detections scoring strictly above this.")
-    ] = 0.25,
+    images: Annotated[list[Path], typer.Argument(help="Image files to run the model on.", show_default=False)],
+    model: Annotated[Path, typer.Option("--model", "-m", help="YOLO ONNX export to run.", show_default=False)],
+    conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keep detections scoring strictly above this.")] = 0.25,
     iou: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Suppress overlaps with IoU above this (per class).")
     ] = 0.7,
@@ -54,9 +48,7 @@ def detect(
     labels: Annotated[
         Path | None, typer.Option(help="Class names file (one per line, or JSON) overriding the model's.")
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object per image and line.")
-    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per image and line.")] = False,
     save_dir: Annotated[
         Path | None, typer.Option("--save-dir", help="Write annotated copies of the images here.")
     ] = None,
@@ -136,9 +128,7 @@ def _describe(exc: OSError | InvalidImage) -> str:
 
 
 def _table(name: str, found: Detections) -> Table:
-    table = Table(
-        title=f"{name} ({found.width}x{found.height}): {len(found)} detections", title_justify="left"
-    )
+    table = Table(title=f"{name} ({found.width}x{found.height}): {len(found)} detections", title_justify="left")
     for column in ("#", "class", "score", "x1", "y1", "x2", "y2"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for index, d in enumerate(found, start=1):

@@ -217,9 +217,7 @@ def _apply_orientation(rgb: RGBImage, orientation: int) -> RGBImage:
 
 def _from_bgr_array(array: npt.NDArray[np.generic], limits: ImageLimits) -> RGBImage:
     if array.dtype != np.uint8:
-        raise InvalidImage(
-            ImageErrorReason.UNSUPPORTED_INPUT, f"numpy images must be uint8, got {array.dtype}"
-        )
+        raise InvalidImage(ImageErrorReason.UNSUPPORTED_INPUT, f"numpy images must be uint8, got {array.dtype}")
     pixels: npt.NDArray[np.uint8] = array.astype(np.uint8, copy=False)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]

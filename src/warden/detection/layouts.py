@@ -94,8 +94,8 @@ def detect_layout(
     if d2 == 6 and d1 not in anchors:
         fits.append(Layout.END_TO_END)
     if len(fits) > 1 and anchors:
-        by_grid = [f for f in fits if _rows(f, d1, d2) in anchors]
-        fits = by_grid or fits
+        # Grid layouts must emit a grid's row count; an end-to-end output never does.
+        fits = [f for f in fits if f is Layout.END_TO_END or _rows(f, d1, d2) in anchors] or fits
     if len(fits) != 1:
         classes = "unknown" if num_classes is None else str(num_classes)
         problem = "no known layout fits" if not fits else "several layouts fit"
@@ -163,9 +163,7 @@ def decode(
     return Candidates(boxes[kept], scores[kept], class_ids[kept].astype(np.int64))
 
 
-def _end_to_end(
-    rows: npt.NDArray[np.float32], conf: float, max_det: int, classes: frozenset[int] | None
-) -> Candidates:
+def _end_to_end(rows: npt.NDArray[np.float32], conf: float, max_det: int, classes: frozenset[int] | None) -> Candidates:
     chosen = rows[:, 4] > conf
     class_ids = rows[:, 5].astype(np.int64)
     if classes is not None:

@@ -38,20 +38,14 @@ def letterbox_geometry(
     return (new_w, new_h), (top, bottom, left, right)
 
 
-def letterbox(
-    rgb: RGBImage, target: tuple[int, int], *, auto: bool = False, stride: int = 32
-) -> npt.NDArray[np.uint8]:
+def letterbox(rgb: RGBImage, target: tuple[int, int], *, auto: bool = False, stride: int = 32) -> npt.NDArray[np.uint8]:
     """Resize ``rgb`` keeping its aspect ratio and pad it with gray to ``target`` ``(h, w)``."""
     height, width = rgb.shape[:2]
-    (new_w, new_h), (top, bottom, left, right) = letterbox_geometry(
-        height, width, target, auto=auto, stride=stride
-    )
+    (new_w, new_h), (top, bottom, left, right) = letterbox_geometry(height, width, target, auto=auto, stride=stride)
     resized: npt.NDArray[np.uint8] = rgb
     if (width, height) != (new_w, new_h):
         resized = np.asarray(cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_LINEAR), dtype=np.uint8)
-    padded = cv2.copyMakeBorder(
-        resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
-    )
+    padded = cv2.copyMakeBorder(resized, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3)
     return np.asarray(padded, dtype=np.uint8)
 
 
@@ -63,9 +57,7 @@ def to_tensor(images: list[npt.NDArray[np.uint8]], dtype: npt.DTypeLike) -> npt.
     return tensor.astype(dtype, copy=False)
 
 
-def scale_boxes(
-    boxes: npt.NDArray[np.float32], input_shape: tuple[int, int], original_shape: tuple[int, int]
-) -> None:
+def scale_boxes(boxes: npt.NDArray[np.float32], input_shape: tuple[int, int], original_shape: tuple[int, int]) -> None:
     """Map ``xyxy`` boxes from model-input pixels back to the original image, in place, and clip.
 
     As Ultralytics 8.4 does: per-axis gains from the rounded resized size, and the

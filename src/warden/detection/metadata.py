@@ -75,7 +75,7 @@ def _literal(key: str, text: str) -> object:
         raise InvalidModel(f"metadata '{key}' is too long ({len(text)} characters)")
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
         raise InvalidModel(f"metadata '{key}' is not a Python literal: {exc}") from None
 
 
@@ -89,26 +89,40 @@ def _names_from_value(
     if isinstance(value, list) and all(isinstance(n, str) for n in value) and value:
         return tuple(value)
     if isinstance(value, dict) and value:
-        try:
-            by_id = {int(k): v for k, v in value.items()}
-        except (TypeError, ValueError):
-            raise error(f"{where}: class ids must be integers") from None
-        if sorted(by_id) != list(range(len(by_id))) or not all(isinstance(v, str) for v in by_id.values()):
-            raise error(f"{where}: expected names for class ids 0..{len(by_id) - 1}")
-        return tuple(by_id[i] for i in range(len(by_id)))
+        ids = [_class_id(k) for k in value]
+        known = {i for i in ids if i is not None}
+        if len(known) != len(value):
+            raise error(f"{where}: class ids must be distinct non-negative integers")
+        names = dict(zip(ids, value.values(), strict=True))
+        if known != set(range(len(known))) or not all(isinstance(v, str) for v in names.values()):
+            raise error(f"{where}: expected names for class ids 0..{len(known) - 1}")
+        return tuple(str(names[i]) for i in range(len(known)))
     raise error(f"{where}: expected a non-empty list of names or a map of class id to name")
+
+
+def _class_id(key: object) -> int | None:
+    if isinstance(key, str) and key.isascii() and key.isdigit():
+        return int(key)
+    if isinstance(key, bool) or not isinstance(key, int) or key < 0:
+        return None
+    return key
+
+
+def _positive_int(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        return None
+    return value
 
 
 def _imgsz(text: str) -> tuple[int, int]:
     value = _literal("imgsz", text)
-    if isinstance(value, int) and value > 0:
-        return (value, value)
-    if (
-        isinstance(value, list | tuple)
-        and len(value) == 2
-        and all(isinstance(v, int) and v > 0 for v in value)
-    ):
-        return (int(value[0]), int(value[1]))
+    single = _positive_int(value)
+    if single is not None:
+        return (single, single)
+    if isinstance(value, list | tuple) and len(value) == 2:
+        height, width = _positive_int(value[0]), _positive_int(value[1])
+        if height is not None and width is not None:
+            return (height, width)
     raise InvalidModel(f"metadata 'imgsz' must be an int or [height, width], got {text!r}")
 
 
@@ -116,10 +130,13 @@ def _int(props: Mapping[str, str], key: str) -> int | None:
     if key not in props:
         return None
     value = _literal(key, props[key])
-    if isinstance(value, int) and value > 0:
-        return value
-    if isinstance(value, list) and value and all(isinstance(v, int) and v > 0 for v in value):
-        return max(int(v) for v in value)
+    single = _positive_int(value)
+    if single is not None:
+        return single
+    if isinstance(value, list) and value:
+        numbers = [n for n in map(_positive_int, value) if n is not None]
+        if len(numbers) == len(value):
+            return max(numbers)
     raise InvalidModel(f"metadata '{key}' must be a positive integer, got {props[key]!r}")
 
 

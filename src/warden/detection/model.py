@@ -99,6 +99,7 @@ class DetectionModel:
             raise InvalidArgument(f"threads must be at least 1, got {threads}")
         if max_batch < 1:
             raise InvalidArgument(f"max_batch must be at least 1, got {max_batch}")
+        device = device.strip().lower()
         providers = providers_for(device, ort.get_available_providers())
         session = _open_session(model, providers, threads)
         check_active(device, providers, session.get_providers())
@@ -141,9 +142,7 @@ class DetectionModel:
         if isinstance(images, list | tuple):
             rgbs = [to_rgb(image, self.limits) for image in images]
             return self.detect_rgb(rgbs, conf=conf, iou=iou, max_det=max_det, classes=classes)
-        return self.detect_rgb(
-            [to_rgb(images, self.limits)], conf=conf, iou=iou, max_det=max_det, classes=classes
-        )[0]
+        return self.detect_rgb([to_rgb(images, self.limits)], conf=conf, iou=iou, max_det=max_det, classes=classes)[0]
 
     def detect_rgb(
         self,
@@ -232,9 +231,7 @@ def _open_session(
     names = [name for name, _ in providers]
     provider_options = [opts for _, opts in providers]
     try:
-        return ort.InferenceSession(
-            source, sess_options=options, providers=names, provider_options=provider_options
-        )
+        return ort.InferenceSession(source, sess_options=options, providers=names, provider_options=provider_options)
     except Exception as exc:  # ONNX Runtime raises its own untyped errors for bad models.
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidModel(f"ONNX Runtime cannot load the model: {first_line}") from None
@@ -311,9 +308,7 @@ def _input_size(
     wanted = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     if height is not None and width is not None:
         if wanted is not None and wanted != (height, width):
-            raise InvalidArgument(
-                f"imgsz {list(wanted)} differs from the model's fixed input [{height}, {width}]"
-            )
+            raise InvalidArgument(f"imgsz {list(wanted)} differs from the model's fixed input [{height}, {width}]")
         return (height, width), False
     size = wanted or metadata.imgsz or (DEFAULT_IMGSZ, DEFAULT_IMGSZ)
     if any(s <= 0 or s % stride for s in size):

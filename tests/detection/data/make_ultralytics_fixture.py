@@ -87,9 +87,7 @@ def install_torchvision_stub() -> Path:
     (pkg / "ops.py").write_text(STUB_OPS)
     dist = root / f"torchvision-{STUB_TORCHVISION_VERSION}.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: torchvision\nVersion: {STUB_TORCHVISION_VERSION}\n"
-    )
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torchvision\nVersion: {STUB_TORCHVISION_VERSION}\n")
     sys.path.insert(0, str(root))
     return root
 
