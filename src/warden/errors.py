@@ -8,6 +8,15 @@ map codes to status codes and exit codes in one place each.
     WardenError                    code
     ├── InvalidArgument            invalid_argument
     ├── InvalidImage               invalid_image   (+ reason, see ImageErrorReason)
+    ├── PayloadTooLarge            payload_too_large
+    ├── UnsupportedMediaType       unsupported_media_type
+    ├── Unauthenticated            unauthenticated
+    ├── Forbidden                  forbidden
+    ├── NotFound                   not_found
+    │   ├── TenantNotFound         tenant_not_found
+    │   ├── KeyNotFound            key_not_found
+    │   └── ModelNotFound          model_not_found
+    ├── Conflict                   conflict
     └── ModelError                 model_error
         ├── InvalidModel           invalid_model
         ├── UnsupportedModel       unsupported_model
@@ -59,6 +68,60 @@ class InvalidImage(WardenError):
     def __init__(self, reason: ImageErrorReason, message: str) -> None:
         super().__init__(f"{reason.value}: {message}")
         self.reason = reason
+
+
+class PayloadTooLarge(WardenError):
+    """A request body or upload is larger than its configured limit."""
+
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(WardenError):
+    """A request body's content type is not one the route accepts."""
+
+    code = "unsupported_media_type"
+
+
+class Unauthenticated(WardenError):
+    """No credential, or one that is malformed, unknown, revoked, expired or forged."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(WardenError):
+    """A valid credential that may not do this (wrong scope, suspended tenant)."""
+
+    code = "forbidden"
+
+
+class NotFound(WardenError):
+    """A named thing does not exist for the caller (which says nothing of other tenants)."""
+
+    code = "not_found"
+
+
+class TenantNotFound(NotFound):
+    """No tenant of that name."""
+
+    code = "tenant_not_found"
+
+
+class KeyNotFound(NotFound):
+    """No API key with that id."""
+
+    code = "key_not_found"
+
+
+class ModelNotFound(NotFound):
+    """No model (or version) of that name among the caller's own."""
+
+    code = "model_not_found"
+
+
+class Conflict(WardenError):
+    """The thing to create exists already, or the change contradicts the current state."""
+
+    code = "conflict"
 
 
 class ModelError(WardenError):

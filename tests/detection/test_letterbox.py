@@ -169,7 +169,7 @@ def test_when_a_box_is_mapped_back_then_padding_and_gain_are_undone(
     auto=st.booleans(),
     fractions=st.lists(st.floats(0, 1), min_size=4, max_size=4),
 )
-def test_when_a_box_is_placed_in_the_letterboxed_image_then_it_maps_back_within_half_a_pixel(
+def test_when_a_box_is_placed_in_the_letterboxed_image_then_it_maps_back_within_half_a_pixel_or_ultralytics_rect_slack(
     height: int, width: int, target: Size, auto: bool, fractions: list[float]
 ) -> None:
     (new_w, new_h), (top, bottom, left, right) = letterbox_geometry(height, width, target, auto=auto)
@@ -181,7 +181,10 @@ def test_when_a_box_is_placed_in_the_letterboxed_image_then_it_maps_back_within_
         [[left + fx1 * new_w, top + fy1 * new_h, left + fx2 * new_w, top + fy2 * new_h]], dtype=np.float32
     )
     scale_boxes(placed, (new_h + top + bottom, new_w + left + right), (height, width))
-    np.testing.assert_allclose(placed[0], original, rtol=0, atol=0.5)
+    # Ultralytics recomputes the gain from the padded input; with "auto" (rect) padding that can
+    # differ from the gain used to resize by up to a pixel of the model input, as in its own predict.
+    tolerance = 0.5 if not auto else 1.5 * max(height / new_h, width / new_w)
+    np.testing.assert_allclose(placed[0], original, rtol=0, atol=tolerance)
 
 
 @settings(max_examples=200, deadline=None)

@@ -1,0 +1,32 @@
+"""Model registry: upload validation, content-addressed blobs, versions, aliases and the canary split."""
+
+from warden.registry.blobs import BlobStore, sha256_hex
+from warden.registry.service import (
+    ALIASES,
+    CANARY,
+    STABLE,
+    AliasView,
+    ModelRegistry,
+    ModelView,
+    PushResult,
+    ResolvedModel,
+    VersionView,
+    parse_reference,
+)
+from warden.registry.validation import validate_model
+
+__all__ = [
+    "ALIASES",
+    "CANARY",
+    "STABLE",
+    "AliasView",
+    "BlobStore",
+    "ModelRegistry",
+    "ModelView",
+    "PushResult",
+    "ResolvedModel",
+    "VersionView",
+    "parse_reference",
+    "sha256_hex",
+    "validate_model",
+]

@@ -1,0 +1,258 @@
+"""The model registry: validated uploads, versions per model name, aliases and the canary split.
+
+A tenant's model names live in that tenant only: every lookup is filtered by
+the caller's tenant id, so another tenant's model and a missing one are the same
+``ModelNotFound``, reached by the same query.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from warden.errors import Conflict, InvalidArgument, ModelNotFound
+from warden.registry.blobs import BlobStore
+from warden.registry.validation import info_to_json, validate_model
+from warden.storage import Database, Model, ModelAlias, ModelVersion
+from warden.storage.tables import utcnow
+from warden.tenancy import check_name
+
+STABLE: Final = "stable"
+CANARY: Final = "canary"
+ALIASES: Final = (STABLE, CANARY)
+_PUSH_ATTEMPTS: Final = 3
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """What a push stored: the model name, its new version number and the bytes' sha256."""
+
+    name: str
+    version: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class VersionView:
+    """One version as listed."""
+
+    version: int
+    sha256: str
+    size_bytes: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AliasView:
+    """An alias: the version it points at and, for ``canary``, its share of requests in percent."""
+
+    version: int
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelView:
+    """A model with its versions (oldest first) and aliases."""
+
+    name: str
+    versions: list[VersionView]
+    aliases: dict[str, AliasView] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    """The version a request is served by, with what validation learnt about it."""
+
+    name: str
+    version: int
+    sha256: str
+    info: dict[str, Any]
+
+
+class ModelRegistry:
+    """Owns the ``models``, ``model_versions`` and ``model_aliases`` tables and the blob store."""
+
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        max_model_bytes: int,
+        roll: Callable[[], float] = random.random,
+    ) -> None:
+        self._db = db
+        self.blobs = blobs
+        self._max_bytes = max_model_bytes
+        self._roll = roll
+
+    def push(
+        self,
+        tenant_id: int,
+        name: str,
+        data: bytes,
+        *,
+        alias: str | None = None,
+        canary_weight: int | None = None,
+    ) -> PushResult:
+        """Validate and store a new version of ``name``; optionally point an alias at it."""
+        check_name("model", name)
+        _check_alias(alias, canary_weight)
+        info = info_to_json(validate_model(data, self._max_bytes))
+        digest = self.blobs.put(data)
+        for attempt in range(_PUSH_ATTEMPTS):
+            try:
+                with self._db.session() as session:
+                    model = session.scalar(select(Model).where(Model.tenant_id == tenant_id, Model.name == name))
+                    if model is None:
+                        model = Model(tenant_id=tenant_id, name=name, created_at=utcnow())
+                        session.add(model)
+                        session.flush()
+                    latest = session.scalar(
+                        select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
+                    )
+                    row = ModelVersion(
+                        model_id=model.id,
+                        version=(latest or 0) + 1,
+                        sha256=digest,
+                        size_bytes=len(data),
+                        info=info,
+                        created_at=utcnow(),
+                    )
+                    session.add(row)
+                    session.flush()
+                    if alias is not None:
+                        _point(session, model.id, alias, row.id, canary_weight)
+                    return PushResult(name=name, version=row.version, sha256=digest)
+            except IntegrityError:
+                if attempt == _PUSH_ATTEMPTS - 1:
+                    raise Conflict(f"model {name!r} is being changed concurrently; try again") from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def set_alias(self, tenant_id: int, name: str, alias: str, version: int, canary_weight: int | None = None) -> None:
+        """Point ``alias`` of ``name`` at ``version``."""
+        _check_alias(alias, canary_weight)
+        with self._db.session() as session:
+            model = _model(session, tenant_id, name)
+            row = _version(session, model, name, version)
+            _point(session, model.id, alias, row.id, canary_weight)
+
+    def list_models(self, tenant_id: int) -> list[ModelView]:
+        """The tenant's models, by name, with versions and aliases."""
+        with self._db.session() as session:
+            models = session.scalars(select(Model).where(Model.tenant_id == tenant_id).order_by(Model.name)).all()
+            return [_model_view(session, model) for model in models]
+
+    def get_model(self, tenant_id: int, name: str) -> ModelView:
+        """One of the tenant's models; ``ModelNotFound`` otherwise."""
+        with self._db.session() as session:
+            return _model_view(session, _model(session, tenant_id, name))
+
+    def remove(self, tenant_id: int, name: str, version: int | None = None) -> None:
+        """Remove a model, or one version of it, and collect blobs nobody references any more."""
+        with self._db.session() as session:
+            model = _model(session, tenant_id, name)
+            if version is None:
+                session.delete(model)
+            else:
+                session.delete(_version(session, model, name, version))
+                session.flush()
+                remaining = session.scalar(select(func.count()).where(ModelVersion.model_id == model.id))
+                if not remaining:
+                    session.delete(model)
+        self.collect_garbage()
+
+    def resolve(self, tenant_id: int, name: str, version: int | None = None) -> ResolvedModel:
+        """The version serving a request: the one asked for, else canary (by weight) or stable, else the newest."""
+        with self._db.session() as session:
+            model = _model(session, tenant_id, name)
+            row = self._choose(session, model) if version is None else _version(session, model, name, version)
+            return ResolvedModel(name=name, version=row.version, sha256=row.sha256, info=row.info)
+
+    def collect_garbage(self) -> set[str]:
+        """Delete blobs no version references; returns their digests."""
+        with self._db.session() as session:
+            used = set(session.scalars(select(ModelVersion.sha256).distinct()))
+        orphans = self.blobs.digests() - used
+        for digest in orphans:
+            self.blobs.delete(digest)
+        return orphans
+
+    def _choose(self, session: Session, model: Model) -> ModelVersion:
+        aliases = {a.alias: a for a in session.scalars(select(ModelAlias).where(ModelAlias.model_id == model.id))}
+        canary = aliases.get(CANARY)
+        chosen = None
+        if canary is not None and self._roll() * 100 < canary.weight:
+            chosen = canary.version_id
+        elif STABLE in aliases:
+            chosen = aliases[STABLE].version_id
+        query = select(ModelVersion).where(ModelVersion.model_id == model.id)
+        if chosen is not None:
+            query = query.where(ModelVersion.id == chosen)
+        row = session.scalar(query.order_by(ModelVersion.version.desc()).limit(1))
+        if row is None:  # pragma: no cover - a model row always has a version
+            raise ModelNotFound(f"model {model.name!r} not found")
+        return row
+
+
+def parse_reference(reference: str) -> tuple[str, int | None]:
+    """Split ``NAME[:VERSION]`` as the CLI accepts it."""
+    name, _, version = reference.partition(":")
+    if not version:
+        return name, None
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidArgument(f"model version must be a positive integer, got {version!r}")
+    return name, int(version)
+
+
+def _check_alias(alias: str | None, canary_weight: int | None) -> None:
+    if alias is not None and alias not in ALIASES:
+        raise InvalidArgument(f"alias must be one of {', '.join(ALIASES)}, got {alias!r}")
+    if canary_weight is not None:
+        if alias != CANARY:
+            raise InvalidArgument("a canary weight needs --alias canary")
+        if not 0 <= canary_weight <= 100:
+            raise InvalidArgument(f"canary weight must be 0-100 (percent), got {canary_weight}")
+
+
+def _point(session: Session, model_id: int, alias: str, version_id: int, canary_weight: int | None) -> None:
+    row = session.get(ModelAlias, (model_id, alias))
+    if alias == CANARY and canary_weight is None and row is None:
+        raise InvalidArgument("a new canary alias needs a canary weight (percent of requests)")
+    weight = canary_weight if canary_weight is not None else (row.weight if row is not None else 0)
+    if row is None:
+        session.add(ModelAlias(model_id=model_id, alias=alias, version_id=version_id, weight=weight))
+    else:
+        row.version_id, row.weight = version_id, weight
+
+
+def _model(session: Session, tenant_id: int, name: str) -> Model:
+    model = session.scalar(select(Model).where(Model.tenant_id == tenant_id, Model.name == name))
+    if model is None:
+        raise ModelNotFound(f"model {name!r} not found")
+    return model
+
+
+def _version(session: Session, model: Model, name: str, version: int) -> ModelVersion:
+    row = session.scalar(select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == version))
+    if row is None:
+        raise ModelNotFound(f"model {name!r} has no version {version}")
+    return row
+
+
+def _model_view(session: Session, model: Model) -> ModelView:
+    versions = session.scalars(
+        select(ModelVersion).where(ModelVersion.model_id == model.id).order_by(ModelVersion.version)
+    ).all()
+    by_id = {v.id: v.version for v in versions}
+    aliases = session.scalars(select(ModelAlias).where(ModelAlias.model_id == model.id)).all()
+    return ModelView(
+        name=model.name,
+        versions=[VersionView(v.version, v.sha256, v.size_bytes, v.created_at) for v in versions],
+        aliases={a.alias: AliasView(by_id[a.version_id], a.weight) for a in aliases},
+    )

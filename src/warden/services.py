@@ -1,0 +1,39 @@
+"""The composition root: builds the service objects every front end (HTTP, CLI) drives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from warden.registry import BlobStore, ModelRegistry
+from warden.settings import Settings
+from warden.storage import Database
+from warden.tenancy import TenantService, load_server_secret
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The state services over one data directory and database."""
+
+    settings: Settings
+    db: Database
+    tenants: TenantService
+    registry: ModelRegistry
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.db.close()
+
+
+def open_services(settings: Settings) -> Services:
+    """Create the data directory if needed, migrate the database, and wire the services."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    db.migrate()
+    configured = settings.secret_key.get_secret_value() if settings.secret_key is not None else None
+    secret = load_server_secret(settings.data_dir, configured)
+    return Services(
+        settings=settings,
+        db=db,
+        tenants=TenantService(db, secret),
+        registry=ModelRegistry(db, BlobStore(settings.data_dir / "blobs"), settings.max_model_bytes),
+    )

@@ -1,0 +1,67 @@
+"""Warden's settings: one pydantic-settings class read from ``WARDEN_*`` environment variables.
+
+Configuration fails loudly: a ``WARDEN_`` variable that names no setting, or a
+value of the wrong type, stops start-up with a message naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from warden.errors import InvalidArgument
+
+ENV_PREFIX = "WARDEN_"
+
+
+class Settings(BaseSettings):
+    """Every setting Warden reads; each can be given as ``WARDEN_<NAME>`` or as a keyword."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    data_dir: Path = Field(
+        default=Path("warden-data"),
+        description="Directory holding the SQLite database, the model blobs and the server secret.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the state database; default SQLite (WAL) at DATA_DIR/warden.db. "
+        "Use postgresql+psycopg://… for several replicas.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Server secret keying API-key hashes; default a random key kept in DATA_DIR/secret.key (0600).",
+    )
+    device: str = Field(default="cpu", description="ONNX Runtime device: cpu, cuda[:N], tensorrt[:N] or auto.")
+    threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads per session.")
+    max_image_bytes: int = Field(default=32 * 1024 * 1024, ge=1, description="Largest request image, in bytes.")
+    max_image_pixels: int = Field(default=40_000_000, ge=1, description="Largest image, in width × height pixels.")
+    max_model_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="Largest uploaded model, in bytes.")
+    host: str = Field(default="127.0.0.1", description="Address `warden serve` listens on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port `warden serve` listens on.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL to use: the configured one, else SQLite inside the data directory."""
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'warden.db'}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from ``WARDEN_*`` variables plus explicit overrides (``None`` means not given).
+
+    Refuses a ``WARDEN_`` variable that names no setting, and any invalid value,
+    with an ``InvalidArgument`` naming it.
+    """
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    unknown = sorted(k for k in os.environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+    if unknown:
+        raise InvalidArgument(f"unknown setting {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise InvalidArgument(f"invalid settings: {problems}") from None

@@ -1,0 +1,10 @@
+"""State storage: SQLAlchemy tables, Alembic migrations, and the database handle.
+
+SQLite (WAL) under the data directory is the embedded default; PostgreSQL is
+chosen by URL for several replicas. Both run the same migrations and code.
+"""
+
+from warden.storage.db import Database
+from warden.storage.tables import ApiKey, Base, Model, ModelAlias, ModelVersion, Tenant
+
+__all__ = ["ApiKey", "Base", "Database", "Model", "ModelAlias", "ModelVersion", "Tenant"]

@@ -1,0 +1,16 @@
+"""Tenancy: tenants, API keys (shown once, stored as keyed hashes), scopes and principals."""
+
+from warden.tenancy.keys import IssuedKey, load_server_secret
+from warden.tenancy.principal import Principal, Scope
+from warden.tenancy.service import KeyView, TenantService, TenantView, check_name
+
+__all__ = [
+    "IssuedKey",
+    "KeyView",
+    "Principal",
+    "Scope",
+    "TenantService",
+    "TenantView",
+    "check_name",
+    "load_server_secret",
+]

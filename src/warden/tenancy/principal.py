@@ -1,0 +1,29 @@
+"""Who is calling: derived only from a verified credential, never from anything else in a request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    """What a credential may do: run detections, or administer (its tenant, or everything for operators)."""
+
+    DETECT = "detect"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: its tenant (``None`` for operators), credential id, scope and authenticator."""
+
+    tenant_id: int | None
+    tenant_name: str | None
+    key_id: str
+    scope: Scope
+    authenticator: str
+
+    @property
+    def is_operator(self) -> bool:
+        """An admin credential bound to no tenant: may manage every tenant."""
+        return self.tenant_id is None and self.scope is Scope.ADMIN

@@ -1,0 +1,194 @@
+"""Tenants and their API keys: creation, listing, suspension, revocation, and authentication."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from warden.errors import Conflict, Forbidden, InvalidArgument, KeyNotFound, TenantNotFound, Unauthenticated
+from warden.storage import ApiKey, Database, Tenant
+from warden.storage.tables import utcnow
+from warden.tenancy.keys import IssuedKey, hash_secret, new_key, parse_key
+from warden.tenancy.principal import Principal, Scope
+
+NAME_PATTERN: Final = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
+ACTIVE: Final = "active"
+SUSPENDED: Final = "suspended"
+API_KEY: Final = "api_key"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantView:
+    """A tenant as the CLI and the admin API show it."""
+
+    name: str
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KeyView:
+    """An API key as listed: never its secret."""
+
+    key_id: str
+    tenant: str | None
+    scope: Scope
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def check_name(kind: str, name: str) -> str:
+    """Validate a tenant or model name: 1–63 of ``a-z 0-9 _ -``, starting and ending alphanumeric."""
+    if not NAME_PATTERN.match(name):
+        raise InvalidArgument(
+            f"invalid {kind} name {name!r}: use 1-63 lowercase letters, digits, '-' or '_', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+class TenantService:
+    """Owns the ``tenants`` and ``api_keys`` tables; every method is one transaction."""
+
+    def __init__(self, db: Database, server_secret: bytes) -> None:
+        self._db = db
+        self._secret = server_secret
+        # Compared against when a key id is unknown, so unknown and wrong keys cost the same.
+        self._decoy_hash = hash_secret(server_secret, "000000000000", "x" * 43)
+
+    def create_tenant(self, name: str) -> TenantView:
+        """Create a tenant; ``Conflict`` if the name is taken."""
+        check_name("tenant", name)
+        with self._db.session() as session:
+            if session.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
+                raise Conflict(f"tenant {name!r} exists already")
+            tenant = Tenant(name=name, status=ACTIVE, created_at=utcnow())
+            session.add(tenant)
+            session.flush()
+            return _tenant_view(tenant)
+
+    def list_tenants(self) -> list[TenantView]:
+        """Every tenant, by name."""
+        with self._db.session() as session:
+            return [_tenant_view(t) for t in session.scalars(select(Tenant).order_by(Tenant.name))]
+
+    def get_tenant(self, name: str) -> TenantView:
+        """One tenant by name; ``TenantNotFound`` otherwise."""
+        with self._db.session() as session:
+            return _tenant_view(_tenant(session, name))
+
+    def tenant_id(self, name: str) -> int:
+        """The row id of a tenant, for services that key their rows by it."""
+        with self._db.session() as session:
+            return _tenant(session, name).id
+
+    def set_status(self, name: str, status: str) -> TenantView:
+        """Suspend (``suspended``) or resume (``active``) a tenant; effective on its next request."""
+        if status not in (ACTIVE, SUSPENDED):
+            raise InvalidArgument(f"tenant status must be {ACTIVE} or {SUSPENDED}, got {status!r}")
+        with self._db.session() as session:
+            tenant = _tenant(session, name)
+            tenant.status = status
+            return _tenant_view(tenant)
+
+    def delete_tenant(self, name: str) -> None:
+        """Delete a tenant with its keys and models (blobs no longer referenced are the registry's to collect)."""
+        with self._db.session() as session:
+            session.delete(_tenant(session, name))
+
+    def create_key(self, tenant: str | None, scope: Scope) -> IssuedKey:
+        """Issue a key for ``tenant`` (``None``: an operator key, admin scope only); the secret is shown once."""
+        issued = new_key()
+        with self._db.session() as session:
+            tenant_id = None
+            if tenant is None:
+                if scope is not Scope.ADMIN:
+                    raise InvalidArgument("a key bound to no tenant must have the admin scope")
+            else:
+                tenant_id = _tenant(session, tenant).id
+            session.add(
+                ApiKey(
+                    key_id=issued.key_id,
+                    tenant_id=tenant_id,
+                    scope=scope.value,
+                    secret_hash=hash_secret(self._secret, issued.key_id, issued.secret),
+                    created_at=utcnow(),
+                )
+            )
+        return issued
+
+    def list_keys(self, tenant: str | None) -> list[KeyView]:
+        """The keys of ``tenant`` (``None``: operator keys), oldest first, without secrets."""
+        with self._db.session() as session:
+            query = select(ApiKey).order_by(ApiKey.id)
+            if tenant is None:
+                query = query.where(ApiKey.tenant_id.is_(None))
+            else:
+                query = query.where(ApiKey.tenant_id == _tenant(session, tenant).id)
+            return [_key_view(key, tenant) for key in session.scalars(query)]
+
+    def revoke_key(self, key_id: str, *, tenant_id: int | None = None) -> KeyView:
+        """Revoke a key (idempotent); with ``tenant_id``, only a key of that tenant is found."""
+        with self._db.session() as session:
+            key = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
+            if key is None or (tenant_id is not None and key.tenant_id != tenant_id):
+                raise KeyNotFound(f"no API key with id {key_id!r}")
+            if key.revoked_at is None:
+                key.revoked_at = utcnow()
+            return _key_view(key, key.tenant.name if key.tenant else None)
+
+    def has_operator_key(self) -> bool:
+        """Whether an unrevoked operator key exists (``warden init`` has run)."""
+        with self._db.session() as session:
+            query = select(ApiKey.id).where(ApiKey.tenant_id.is_(None), ApiKey.revoked_at.is_(None))
+            return session.scalar(query.limit(1)) is not None
+
+    def authenticate(self, presented: str) -> Principal:
+        """Turn a presented API key into a principal, or raise ``Unauthenticated`` / ``Forbidden``.
+
+        Malformed, unknown and wrong keys are refused alike, after the same work.
+        """
+        parsed = parse_key(presented)
+        key_id, secret = parsed if parsed is not None else ("000000000000", "x" * 43)
+        offered = hash_secret(self._secret, key_id, secret)
+        with self._db.session() as session:
+            row = session.execute(
+                select(ApiKey, Tenant).outerjoin(Tenant, ApiKey.tenant_id == Tenant.id).where(ApiKey.key_id == key_id)
+            ).first()
+            key, tenant = (row[0], row[1]) if row is not None else (None, None)
+            stored = key.secret_hash if key is not None else self._decoy_hash
+            matches = hmac.compare_digest(offered, stored)
+            if parsed is None or key is None or not matches or key.revoked_at is not None:
+                raise Unauthenticated("invalid API key")
+            if tenant is not None and tenant.status != ACTIVE:
+                raise Forbidden("the tenant is suspended")
+            return Principal(
+                tenant_id=key.tenant_id,
+                tenant_name=tenant.name if tenant else None,
+                key_id=key.key_id,
+                scope=Scope(key.scope),
+                authenticator=API_KEY,
+            )
+
+
+def _tenant(session: Session, name: str) -> Tenant:
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        raise TenantNotFound(f"no tenant named {name!r}")
+    return tenant
+
+
+def _tenant_view(tenant: Tenant) -> TenantView:
+    return TenantView(name=tenant.name, status=tenant.status, created_at=tenant.created_at)
+
+
+def _key_view(key: ApiKey, tenant: str | None) -> KeyView:
+    return KeyView(
+        key_id=key.key_id, tenant=tenant, scope=Scope(key.scope), created_at=key.created_at, revoked_at=key.revoked_at
+    )

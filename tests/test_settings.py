@@ -1,0 +1,49 @@
+"""Settings fail loudly: unknown WARDEN_ variables and bad values stop start-up with their names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from warden.errors import InvalidArgument
+from warden.settings import load_settings
+
+
+def test_when_nothing_is_set_then_defaults_apply_and_sqlite_lives_in_the_data_dir() -> None:
+    settings = load_settings()
+    assert settings.data_dir == Path("warden-data")
+    assert settings.resolved_database_url.endswith("/warden-data/warden.db")
+    assert settings.resolved_database_url.startswith("sqlite:///")
+
+
+def test_when_variables_and_overrides_are_given_then_overrides_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARDEN_PORT", "9000")
+    monkeypatch.setenv("WARDEN_THREADS", "2")
+    settings = load_settings(port=9100, data_dir=None)
+    assert (settings.port, settings.threads) == (9100, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("WARDEN_PORTT", "1", "unknown setting WARDEN_PORTT"),
+        ("WARDEN_THREADS", "many", "threads"),
+        ("WARDEN_PORT", "70000", "port"),
+        ("WARDEN_MAX_IMAGE_BYTES", "0", "max_image_bytes"),
+    ],
+)
+def test_when_a_variable_is_unknown_or_invalid_then_start_up_stops_naming_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, needle: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(InvalidArgument, match=needle):
+        load_settings()
+
+
+def test_the_secret_key_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARDEN_SECRET_KEY", "s" * 40)
+    settings = load_settings()
+    assert "s" * 40 not in repr(settings)
+    assert settings.secret_key is not None
+    assert settings.secret_key.get_secret_value() == "s" * 40
