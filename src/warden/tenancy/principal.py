@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from warden.errors import Forbidden
+
 
 class Scope(StrEnum):
     """What a credential may do: run detections, or administer (its tenant, or everything for operators)."""
@@ -27,3 +29,9 @@ class Principal:
     def is_operator(self) -> bool:
         """An admin credential bound to no tenant: may manage every tenant."""
         return self.tenant_id is None and self.scope is Scope.ADMIN
+
+    def tenant(self) -> int:
+        """The caller's tenant id; ``Forbidden`` for operator keys, which belong to no tenant."""
+        if self.tenant_id is None:
+            raise Forbidden("this route needs a key of a tenant")
+        return self.tenant_id

@@ -1,0 +1,58 @@
+"""Who is calling: the credential comes only from ``Authorization: Bearer`` or ``X-API-Key``.
+
+Nothing else in a request (headers, body, query, path) can name a tenant.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from warden.errors import Forbidden, Unauthenticated
+from warden.services import Services
+from warden.tenancy import Principal, Scope
+
+_MAX_CREDENTIAL = 4096
+
+
+def credential(request: Request) -> str:
+    """The presented credential, or ``Unauthenticated`` when there is none or it is malformed."""
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("use 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+        value = token.strip()
+    else:
+        value = request.headers.get("x-api-key", "").strip()
+        if not value:
+            raise Unauthenticated("a credential is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
+    if len(value) > _MAX_CREDENTIAL:
+        raise Unauthenticated("invalid API key")
+    return value
+
+
+async def principal(request: Request) -> Principal:
+    """Authenticate the request (the lookup runs off the event loop)."""
+    services: Services = request.app.state.services
+    return await run_in_threadpool(services.tenants.authenticate, credential(request))
+
+
+async def tenant_caller(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A caller allowed to run detections: a ``detect`` key of an active tenant."""
+    if caller.tenant_id is None or caller.scope is not Scope.DETECT:
+        raise Forbidden("this route needs a key with the 'detect' scope of a tenant")
+    return caller
+
+
+async def admin_caller(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A caller allowed to administer: an ``admin`` key (of a tenant, or an operator's)."""
+    if caller.scope is not Scope.ADMIN:
+        raise Forbidden("this route needs a key with the 'admin' scope")
+    return caller
+
+
+Caller = Annotated[Principal, Depends(tenant_caller)]
+Admin = Annotated[Principal, Depends(admin_caller)]

@@ -1,0 +1,107 @@
+"""Request bodies read into memory only, with a size bound, and multipart parsed without spooling.
+
+Starlette's form parser spools uploads over 1 MiB to temporary files; Warden
+never calls it. Images are read from the stream into one ``bytes`` object, and
+multipart bodies are parsed by python-multipart's callback parser into memory.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from warden.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType
+
+MULTIPART_OVERHEAD = 64 * 1024
+"""Room for multipart boundaries and part headers beyond the image limit."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused with ``PayloadTooLarge`` as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_image(request: Request, max_bytes: int) -> bytes:
+    """The image of a detect request: the raw body (``image/*``, octet-stream) or the multipart field ``image``."""
+    media_type, options = parse_options_header(request.headers.get("content-type", ""))
+    kind = media_type.decode("latin-1").lower()
+    if kind.startswith("image/") or kind == "application/octet-stream":
+        return await read_body(request, max_bytes)
+    if kind == "multipart/form-data":
+        boundary = options.get(b"boundary")
+        if not boundary:
+            raise InvalidArgument("multipart body without a boundary")
+        body = await read_body(request, max_bytes + MULTIPART_OVERHEAD)
+        image = multipart_field(body, boundary, "image")
+        if len(image) > max_bytes:
+            raise PayloadTooLarge(f"the image has {len(image)} bytes; the limit is {max_bytes}")
+        return image
+    shown = kind or "none"
+    raise UnsupportedMediaType(
+        f"content type {shown!r} is not accepted: send the image as image/*, application/octet-stream, "
+        "or multipart/form-data with a field named 'image'"
+    )
+
+
+def multipart_field(body: bytes, boundary: bytes, field: str) -> bytes:
+    """The content of the first multipart part named ``field``, parsed in memory."""
+    parts: list[tuple[bytes, bytearray]] = []
+    header_field = bytearray()
+    header_value = bytearray()
+    disposition = b""
+
+    def on_part_begin() -> None:
+        nonlocal disposition
+        disposition = b""
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header_field.extend(data[start:end])
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header_value.extend(data[start:end])
+
+    def on_header_end() -> None:
+        nonlocal disposition
+        if header_field.lower() == b"content-disposition":
+            disposition = bytes(header_value)
+        header_field.clear()
+        header_value.clear()
+
+    def on_headers_finished() -> None:
+        _, params = parse_options_header(disposition)
+        parts.append((params.get(b"name", b""), bytearray()))
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        parts[-1][1].extend(data[start:end])
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+        },
+    )
+    try:
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise InvalidArgument(f"malformed multipart body: {exc}") from None
+    for name, content in parts:
+        if name.decode("latin-1") == field:
+            return bytes(content)
+    raise InvalidArgument(f"the multipart body has no field named {field!r}")

@@ -1,0 +1,86 @@
+"""The simple detect API: ``POST /v1/models/{name}/detect`` and ``GET /v1/models``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from warden.api.auth import Caller
+from warden.api.body import read_image
+from warden.api.schemas import ERROR_RESPONSES, AliasOut, DetectResponse, ModelOut, ModelsResponse
+from warden.detection.model import MAX_DETECTIONS
+from warden.services import Services
+from warden.serving import DetectionEngine
+
+router = APIRouter(prefix="/v1", tags=["detect"])
+
+_IMAGE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"image": {"type": "string", "format": "binary"}},
+                    "required": ["image"],
+                }
+            },
+        },
+    }
+}
+
+
+@router.post(
+    "/models/{name}/detect",
+    response_model=DetectResponse,
+    responses=ERROR_RESPONSES,
+    openapi_extra=_IMAGE_BODY,
+    summary="Detect objects in one image",
+)
+async def detect(
+    name: str,
+    request: Request,
+    response: Response,
+    caller: Caller,
+    conf: Annotated[float, Query(ge=0.0, le=1.0, description="Keep detections scoring above this.")] = 0.25,
+    iou: Annotated[float, Query(ge=0.0, le=1.0, description="NMS IoU threshold, per class.")] = 0.7,
+    max_det: Annotated[int, Query(ge=1, le=MAX_DETECTIONS, description="At most this many detections.")] = 300,
+) -> DetectResponse:
+    """Run the caller's model ``name`` on the image in the body; the image is never stored."""
+    services: Services = request.app.state.services
+    engine: DetectionEngine = request.app.state.engine
+    resolved = await run_in_threadpool(services.registry.resolve, caller.tenant(), name)
+    data = await read_image(request, engine.limits.max_bytes)
+    rgb = await run_in_threadpool(engine.decode, data)
+    (found,) = await run_in_threadpool(lambda: engine.detect(resolved, [rgb], conf=conf, iou=iou, max_det=max_det))
+    response.headers["X-Model-Version"] = str(resolved.version)
+    return DetectResponse.model_validate(
+        {
+            "model": resolved.name,
+            "model_version": resolved.version,
+            "width": found.width,
+            "height": found.height,
+            "detections": found.to_dicts(),
+        }
+    )
+
+
+@router.get("/models", response_model=ModelsResponse, responses=ERROR_RESPONSES, summary="List the caller's models")
+async def list_models(request: Request, caller: Caller) -> ModelsResponse:
+    """The caller's own models with their versions and aliases."""
+    services: Services = request.app.state.services
+    models = await run_in_threadpool(services.registry.list_models, caller.tenant())
+    return ModelsResponse(
+        models=[
+            ModelOut(
+                name=m.name,
+                versions=[v.version for v in m.versions],
+                aliases={k: AliasOut(version=a.version, weight=a.weight) for k, a in m.aliases.items()},
+            )
+            for m in models
+        ]
+    )
