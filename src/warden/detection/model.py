@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, overload
+from typing import Any, Final, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,7 @@ class ModelInfo:
     """What Warden learnt about a model at load time."""
 
     input_name: str
+    output_name: str
     input_dtype: type[np.floating]
     input_hw: tuple[int, int]
     dynamic_hw: bool
@@ -174,6 +175,24 @@ class DetectionModel:
             boxed.extend([blank] * (info.batch - len(boxed)))
         return PreparedBatch(to_tensor(boxed, info.input_dtype), shapes)
 
+    def check_input(self, tensor: npt.NDArray[Any]) -> npt.NDArray[np.floating]:
+        """Validate a caller-built input tensor against the model's input and cast it to the input's type.
+
+        For pass-through callers (Triton-style clients sending ``images`` themselves);
+        raises ``InvalidArgument`` naming the expected shape.
+        """
+        info = self.info
+        spatial: tuple[int | None, int | None] = (None, None) if info.dynamic_hw else info.input_hw
+        expected = [info.batch, 3, *spatial]
+        shown = "[" + ", ".join("-1" if d is None else str(d) for d in expected) + "]"
+        if tensor.ndim != 4 or any(e is not None and e != got for e, got in zip(expected, tensor.shape, strict=True)):
+            raise InvalidArgument(f"input {info.input_name!r} must have shape {shown}, got {list(tensor.shape)}")
+        if not all(tensor.shape) or (info.batch is None and tensor.shape[0] > self.batch_capacity):
+            raise InvalidArgument(f"input {info.input_name!r} has an empty or oversized batch: {list(tensor.shape)}")
+        if tensor.dtype not in (np.float32, np.float16):
+            raise InvalidArgument(f"input {info.input_name!r} must be FP32 or FP16, got {tensor.dtype}")
+        return np.ascontiguousarray(tensor, dtype=info.input_dtype)
+
     def infer(self, tensor: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
         """Run the session on one input tensor and return its detection output as float32."""
         (output,) = self._session.run(None, {self.info.input_name: tensor})
@@ -286,6 +305,7 @@ def _inspect(
         raise InvalidArgument(f"the labels name {len(labels)} classes but the model predicts {num_classes}")
     return ModelInfo(
         input_name=image_input.name,
+        output_name=outputs[0].name,
         input_dtype=dtype,
         input_hw=input_hw,
         dynamic_hw=dynamic_hw,

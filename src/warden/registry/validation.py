@@ -47,6 +47,7 @@ def info_to_json(info: ModelInfo) -> dict[str, Any]:
     """A JSON-friendly record of a model's detection facts, stored with its version."""
     return {
         "input_name": info.input_name,
+        "output_name": info.output_name,
         "input_dtype": np.dtype(info.input_dtype).name,
         "input_hw": list(info.input_hw),
         "dynamic_hw": info.dynamic_hw,

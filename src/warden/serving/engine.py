@@ -65,4 +65,5 @@ class DetectionEngine:
 
     def infer_raw(self, resolved: ResolvedModel, tensor: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """Run the version's session on a caller-built input tensor and return its raw output (pass-through)."""
-        return self.model(resolved).infer(tensor)
+        model = self.model(resolved)
+        return model.infer(model.check_input(tensor))
