@@ -7,6 +7,7 @@ pass-through (``images``), parameters, and the protocol's error shape.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,49 +148,31 @@ def test_when_no_credential_is_sent_then_401(client: triton.InferenceServerClien
     assert caught.value.status() == "401"
 
 
+HI = {"name": "image", "shape": [1], "datatype": "BYTES", "data": ["aGk="]}
+
+
+def request_body(*inputs: dict[str, object], **extra: object) -> bytes:
+    return json.dumps({**extra, "inputs": list(inputs)}).encode()
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "needle"),
     [
-        pytest.param(b'{"inputs": []}', {}, "inputs", id="no inputs"),
+        pytest.param(request_body(), {}, "inputs", id="no inputs"),
         pytest.param(b"{not json", {}, "invalid inference request", id="not json"),
+        pytest.param(request_body({**HI, "data": ["***"]}), {}, "base64", id="bad base64"),
+        pytest.param(request_body({**HI, "name": "nope"}), {}, "unknown input", id="unknown input"),
         pytest.param(
-            b'{"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["***"]}]}',
-            {},
-            "base64",
-            id="bad base64",
-        ),
-        pytest.param(
-            b'{"inputs": [{"name": "nope", "shape": [1], "datatype": "FP32", "data": [1.0]}]}',
-            {},
-            "unknown input",
-            id="unknown input",
-        ),
-        pytest.param(
-            b'{"inputs": [{"name": "images", "shape": [1, 3, 2, 2], "datatype": "FP32", "data": [0,0,0,0,0,0,0,0,0,0,0,0]}]}',
+            request_body({"name": "images", "shape": [1, 3, 2, 2], "datatype": "FP32", "data": [0.0] * 12}),
             {},
             "must have shape",
             id="wrong raw shape",
         ),
+        pytest.param(request_body({**HI, "shape": [2]}), {}, "values for shape", id="count"),
+        pytest.param(request_body(HI, outputs=[{"name": "x"}]), {}, "unknown output", id="unknown output"),
+        pytest.param(request_body(HI, parameters={"conf": 2}), {}, "conf", id="conf out of range"),
         pytest.param(
-            b'{"inputs": [{"name": "image", "shape": [2], "datatype": "BYTES", "data": ["aGk="]}]}',
-            {},
-            "values for shape",
-            id="count",
-        ),
-        pytest.param(
-            b'{"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["aGk="]}], "outputs": [{"name": "x"}]}',
-            {},
-            "unknown output",
-            id="unknown output",
-        ),
-        pytest.param(
-            b'{"parameters": {"conf": 2}, "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["aGk="]}]}',
-            {},
-            "conf",
-            id="conf out of range",
-        ),
-        pytest.param(
-            b'{"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 10}}]}',
+            request_body({**HI, "data": None, "parameters": {"binary_data_size": 10}}),
             {"Inference-Header-Content-Length": "999"},
             "does not fit",
             id="header length",
