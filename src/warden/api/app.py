@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from warden import __version__
-from warden.api import v1, v2
+from warden.api import admin, v1, v2
 from warden.api.errors import install_error_handlers
 from warden.api.middleware import RequestContextMiddleware
 from warden.detection import ImageLimits
@@ -35,4 +35,5 @@ def create_app(services: Services, engine: DetectionEngine | None = None) -> Fas
     app.add_middleware(RequestContextMiddleware)
     app.include_router(v1.router)
     app.include_router(v2.router)
+    app.include_router(admin.router)
     return app

@@ -69,3 +69,72 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         415: "Unsupported content type",
     }.items()
 }
+
+
+class TenantIn(BaseModel):
+    """A tenant to create."""
+
+    name: str = Field(description="1-63 of a-z, 0-9, '-' and '_', starting and ending alphanumeric.")
+
+
+class TenantOut(BaseModel):
+    """A tenant."""
+
+    name: str
+    status: str
+    created_at: str
+
+
+class KeyIn(BaseModel):
+    """A key to issue."""
+
+    scope: str = Field(default="detect", pattern="^(detect|admin)$")
+
+
+class IssuedKeyOut(BaseModel):
+    """A new key: shown once, never again."""
+
+    key: str
+    key_id: str
+
+
+class KeyOut(BaseModel):
+    """A key as listed (never its secret)."""
+
+    key_id: str
+    tenant: str | None
+    scope: str
+    created_at: str
+    revoked_at: str | None
+
+
+class PushOut(BaseModel):
+    """What a model upload stored."""
+
+    name: str
+    version: int
+    sha256: str
+
+
+class VersionOut(BaseModel):
+    """One stored version of a model."""
+
+    version: int
+    sha256: str
+    size_bytes: int
+    created_at: str
+
+
+class AdminModelOut(BaseModel):
+    """A model with its versions and aliases."""
+
+    name: str
+    versions: list[VersionOut]
+    aliases: dict[str, AliasOut]
+
+
+class AliasIn(BaseModel):
+    """Point an alias at a version (``weight``: the canary's percent of requests)."""
+
+    version: int = Field(ge=1)
+    weight: int | None = Field(default=None, ge=0, le=100)

@@ -1,0 +1,210 @@
+"""The admin API (``/admin``): tenants, keys and models, for ``admin``-scope keys.
+
+An operator key (bound to no tenant) manages every tenant; a tenant's admin key
+manages only its own keys and models, and another tenant's name answers the same
+404 as a name that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from warden.api.auth import Admin
+from warden.api.body import read_body
+from warden.api.schemas import (
+    ERROR_RESPONSES,
+    AdminModelOut,
+    AliasIn,
+    AliasOut,
+    IssuedKeyOut,
+    KeyIn,
+    KeyOut,
+    PushOut,
+    TenantIn,
+    TenantOut,
+    VersionOut,
+)
+from warden.errors import Forbidden, TenantNotFound
+from warden.registry import ModelView
+from warden.services import Services
+from warden.tenancy import KeyView, Principal, Scope, TenantView
+
+router = APIRouter(prefix="/admin", tags=["admin"], responses=ERROR_RESPONSES)
+_ONNX_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "The ONNX model file.",
+    }
+}
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _operator(caller: Principal) -> None:
+    if not caller.is_operator:
+        raise Forbidden("only an operator key (bound to no tenant) may do this")
+
+
+async def _tenant_id(request: Request, caller: Principal, name: str) -> int:
+    if not caller.is_operator and caller.tenant_name != name:
+        raise TenantNotFound(f"no tenant named {name!r}")
+    return await run_in_threadpool(_services(request).tenants.tenant_id, name)
+
+
+def _tenant_out(view: TenantView) -> TenantOut:
+    return TenantOut(name=view.name, status=view.status, created_at=view.created_at.isoformat())
+
+
+def _key_out(view: KeyView) -> KeyOut:
+    return KeyOut(
+        key_id=view.key_id,
+        tenant=view.tenant,
+        scope=view.scope.value,
+        created_at=view.created_at.isoformat(),
+        revoked_at=view.revoked_at.isoformat() if view.revoked_at else None,
+    )
+
+
+def _model_out(view: ModelView) -> AdminModelOut:
+    return AdminModelOut(
+        name=view.name,
+        versions=[
+            VersionOut(version=v.version, sha256=v.sha256, size_bytes=v.size_bytes, created_at=v.created_at.isoformat())
+            for v in view.versions
+        ],
+        aliases={k: AliasOut(version=a.version, weight=a.weight) for k, a in view.aliases.items()},
+    )
+
+
+@router.post("/tenants", status_code=201, response_model=TenantOut, summary="Create a tenant")
+async def create_tenant(body: TenantIn, request: Request, caller: Admin) -> TenantOut:
+    """Operators only."""
+    _operator(caller)
+    return _tenant_out(await run_in_threadpool(_services(request).tenants.create_tenant, body.name))
+
+
+@router.get("/tenants", response_model=list[TenantOut], summary="List tenants")
+async def list_tenants(request: Request, caller: Admin) -> list[TenantOut]:
+    """Every tenant for operators; a tenant admin sees only its own."""
+    views = await run_in_threadpool(_services(request).tenants.list_tenants)
+    return [_tenant_out(v) for v in views if caller.is_operator or v.name == caller.tenant_name]
+
+
+@router.get("/tenants/{name}", response_model=TenantOut, summary="Show a tenant")
+async def get_tenant(name: str, request: Request, caller: Admin) -> TenantOut:
+    """One tenant."""
+    await _tenant_id(request, caller, name)
+    return _tenant_out(await run_in_threadpool(_services(request).tenants.get_tenant, name))
+
+
+@router.post("/tenants/{name}/suspend", response_model=TenantOut, summary="Suspend a tenant")
+async def suspend_tenant(name: str, request: Request, caller: Admin) -> TenantOut:
+    """Operators only; the tenant's keys are refused from the next request on."""
+    _operator(caller)
+    return _tenant_out(await run_in_threadpool(_services(request).tenants.set_status, name, "suspended"))
+
+
+@router.post("/tenants/{name}/resume", response_model=TenantOut, summary="Resume a tenant")
+async def resume_tenant(name: str, request: Request, caller: Admin) -> TenantOut:
+    """Operators only."""
+    _operator(caller)
+    return _tenant_out(await run_in_threadpool(_services(request).tenants.set_status, name, "active"))
+
+
+@router.delete("/tenants/{name}", status_code=204, summary="Delete a tenant with its keys and models")
+async def delete_tenant(name: str, request: Request, caller: Admin) -> Response:
+    """Operators only."""
+    _operator(caller)
+    services = _services(request)
+    await run_in_threadpool(services.tenants.delete_tenant, name)
+    await run_in_threadpool(services.registry.collect_garbage)
+    return Response(status_code=204)
+
+
+@router.post("/tenants/{name}/keys", status_code=201, response_model=IssuedKeyOut, summary="Issue a key")
+async def create_key(name: str, body: KeyIn, request: Request, caller: Admin) -> IssuedKeyOut:
+    """The key is in this answer only."""
+    await _tenant_id(request, caller, name)
+    issued = await run_in_threadpool(_services(request).tenants.create_key, name, Scope(body.scope))
+    return IssuedKeyOut(key=issued.key, key_id=issued.key_id)
+
+
+@router.get("/tenants/{name}/keys", response_model=list[KeyOut], summary="List a tenant's keys")
+async def list_keys(name: str, request: Request, caller: Admin) -> list[KeyOut]:
+    """Key ids, scopes and dates; never secrets."""
+    await _tenant_id(request, caller, name)
+    return [_key_out(v) for v in await run_in_threadpool(_services(request).tenants.list_keys, name)]
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut, summary="Revoke a key")
+async def revoke_key(key_id: str, request: Request, caller: Admin) -> KeyOut:
+    """Refused from the next request on; a tenant admin may revoke only its tenant's keys."""
+    scope = None if caller.is_operator else caller.tenant()
+    view = await run_in_threadpool(lambda: _services(request).tenants.revoke_key(key_id, tenant_id=scope))
+    return _key_out(view)
+
+
+@router.post(
+    "/tenants/{name}/models/{model}",
+    status_code=201,
+    response_model=PushOut,
+    openapi_extra=_ONNX_BODY,
+    summary="Upload a model version",
+)
+async def push_model(
+    name: str,
+    model: str,
+    request: Request,
+    caller: Admin,
+    alias: Annotated[str | None, Query(pattern="^(stable|canary)$")] = None,
+    canary_weight: Annotated[int | None, Query(ge=0, le=100)] = None,
+) -> PushOut:
+    """Validate and store the ONNX file in the body as the next version of ``model``."""
+    tenant_id = await _tenant_id(request, caller, name)
+    services = _services(request)
+    data = await read_body(request, services.settings.max_model_bytes)
+    pushed = await run_in_threadpool(
+        lambda: services.registry.push(tenant_id, model, data, alias=alias, canary_weight=canary_weight)
+    )
+    return PushOut(name=pushed.name, version=pushed.version, sha256=pushed.sha256)
+
+
+@router.get("/tenants/{name}/models", response_model=list[AdminModelOut], summary="List a tenant's models")
+async def list_models(name: str, request: Request, caller: Admin) -> list[AdminModelOut]:
+    """Models with versions and aliases."""
+    tenant_id = await _tenant_id(request, caller, name)
+    return [_model_out(v) for v in await run_in_threadpool(_services(request).registry.list_models, tenant_id)]
+
+
+@router.put(
+    "/tenants/{name}/models/{model}/aliases/{alias}",
+    response_model=AdminModelOut,
+    summary="Point an alias at a version",
+)
+async def set_alias(name: str, model: str, alias: str, body: AliasIn, request: Request, caller: Admin) -> AdminModelOut:
+    """``stable`` or ``canary`` (with its weight in percent)."""
+    tenant_id = await _tenant_id(request, caller, name)
+    registry = _services(request).registry
+    await run_in_threadpool(lambda: registry.set_alias(tenant_id, model, alias, body.version, body.weight))
+    return _model_out(await run_in_threadpool(registry.get_model, tenant_id, model))
+
+
+@router.delete("/tenants/{name}/models/{model}", status_code=204, summary="Remove a model or one version")
+async def remove_model(
+    name: str,
+    model: str,
+    request: Request,
+    caller: Admin,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    """Unreferenced blobs are removed too."""
+    tenant_id = await _tenant_id(request, caller, name)
+    await run_in_threadpool(_services(request).registry.remove, tenant_id, model, version)
+    return Response(status_code=204)
