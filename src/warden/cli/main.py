@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from warden import __version__
 from warden.cli.detect import detect
+from warden.cli.keys import init, key_app
+from warden.cli.models import model_app
+from warden.cli.tenants import tenant_app
 
 app = typer.Typer(
     name="warden",
@@ -15,11 +21,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("detect")(detect)
+app.command("init")(init)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(key_app, name="key")
+app.add_typer(model_app, name="model")
 
 
 @app.callback(invoke_without_command=True)
 def _root(
     version: bool = typer.Option(False, "--version", help="Print Warden's version and exit."),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="WARDEN_DATA_DIR",
+            show_default=False,
+            help="Data directory (database, model blobs, server secret); default ./warden-data.",
+        ),
+    ] = None,
 ) -> None:
     if version:
         typer.echo(__version__)

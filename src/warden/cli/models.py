@@ -1,0 +1,121 @@
+"""``warden model …``: push, list and remove a tenant's detection models (ONNX)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from warden.cli.common import AsJson, console, emit_json, iso, opened, short_time
+from warden.errors import InvalidArgument, PayloadTooLarge
+from warden.registry import CANARY, ModelView, parse_reference
+from warden.tenancy import check_name
+
+model_app = typer.Typer(help="Push, list and remove a tenant's ONNX detection models.", no_args_is_help=True)
+
+Tenant = Annotated[str, typer.Argument(help="Tenant owning the models.", show_default=False)]
+
+
+def model_record(model: ModelView) -> dict[str, Any]:
+    """A model as ``model list --json`` prints it: versions oldest first, and its aliases."""
+    return {
+        "name": model.name,
+        "versions": [
+            {"version": v.version, "sha256": v.sha256, "size_bytes": v.size_bytes, "created_at": iso(v.created_at)}
+            for v in model.versions
+        ],
+        "aliases": {alias: {"version": a.version, "weight": a.weight} for alias, a in sorted(model.aliases.items())},
+    }
+
+
+@model_app.command("push")
+def push(
+    ctx: typer.Context,
+    tenant: Tenant,
+    name: Annotated[str, typer.Argument(help="Model name: 1-63 of a-z 0-9 _ -.", show_default=False)],
+    path: Annotated[Path, typer.Argument(help="Self-contained ONNX detection model file.", show_default=False)],
+    alias: Annotated[
+        str | None, typer.Option(metavar="stable|canary", help="Point this alias at the new version.")
+    ] = None,
+    canary_weight: Annotated[
+        int | None, typer.Option(metavar="PERCENT", help="With --alias canary: its share of requests, 0-100.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Validate a model file and store it as the next version of NAME."""
+    with opened(ctx) as services:
+        tenant_id = services.tenants.tenant_id(tenant)
+        check_name("model", name)
+        data = _read_model(path, services.settings.max_model_bytes)
+        with _busy(as_json, f"validating {path.name}"):
+            pushed = services.registry.push(tenant_id, name, data, alias=alias, canary_weight=canary_weight)
+    if as_json:
+        emit_json({"name": pushed.name, "version": pushed.version, "sha256": pushed.sha256})
+        return
+    pointed = f", now {alias}" if alias is not None else ""
+    console().print(f"Pushed {pushed.name} version {pushed.version}{pointed} (sha256 {pushed.sha256}).", markup=False)
+
+
+@model_app.command("list")
+def list_(ctx: typer.Context, tenant: Tenant, as_json: AsJson = False) -> None:
+    """List a tenant's models with their versions and aliases."""
+    with opened(ctx) as services:
+        models = services.registry.list_models(services.tenants.tenant_id(tenant))
+    if as_json:
+        emit_json([model_record(m) for m in models])
+        return
+    table = Table(title=f"{len(models)} models of tenant {tenant!r}", title_justify="left")
+    for column in ("model", "version", "aliases", "sha256", "bytes", "created"):
+        table.add_column(column, justify="right" if column in ("version", "bytes") else "left")
+    for model in models:
+        for v in model.versions:
+            aliases = " ".join(
+                _alias_label(name, a.weight) for name, a in sorted(model.aliases.items()) if a.version == v.version
+            )
+            created = short_time(v.created_at)
+            table.add_row(model.name, str(v.version), aliases, v.sha256[:12], str(v.size_bytes), created)
+    console().print(table)
+
+
+@model_app.command("rm")
+def rm(
+    ctx: typer.Context,
+    tenant: Tenant,
+    reference: Annotated[
+        str, typer.Argument(metavar="NAME[:VERSION]", help="A model, or one version of it.", show_default=False)
+    ],
+    as_json: AsJson = False,
+) -> None:
+    """Remove a model (every version) or one version, and the blobs nobody uses any more."""
+    with opened(ctx) as services:
+        name, version = parse_reference(reference)
+        services.registry.remove(services.tenants.tenant_id(tenant), name, version)
+    if as_json:
+        emit_json({"name": name, "version": version, "removed": True})
+        return
+    what = f"version {version}" if version is not None else "all versions"
+    console().print(f"Removed model {name} ({what}).", markup=False)
+
+
+def _read_model(path: Path, limit: int) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise PayloadTooLarge(f"{path} has {size} bytes; the limit is {limit} (WARDEN_MAX_MODEL_BYTES)")
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read model file {path}: {exc.strerror or exc}") from None
+
+
+def _busy(as_json: bool, message: str) -> contextlib.AbstractContextManager[object]:
+    if as_json:
+        return contextlib.nullcontext()
+    return Console(stderr=True).status(message)
+
+
+def _alias_label(alias: str, weight: int) -> str:
+    return f"{alias} ({weight}%)" if alias == CANARY else alias
