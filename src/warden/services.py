@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from warden.registry import BlobStore, ModelRegistry
 from warden.settings import Settings
 from warden.storage import Database
-from warden.tenancy import TenantService, load_server_secret
+from warden.tenancy import Authenticator, JwtVerifier, TenantService, load_server_secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,7 @@ class Services:
     db: Database
     tenants: TenantService
     registry: ModelRegistry
+    authenticator: Authenticator
 
     def close(self) -> None:
         """Release database connections."""
@@ -31,9 +32,23 @@ def open_services(settings: Settings) -> Services:
     db.migrate()
     configured = settings.secret_key.get_secret_value() if settings.secret_key is not None else None
     secret = load_server_secret(settings.data_dir, configured)
+    tenants = TenantService(db, secret)
+    verifier = None
+    if settings.jwt_issuer is not None:
+        verifier = JwtVerifier.from_files(
+            tenants,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            jwks_file=settings.jwt_jwks_file,
+            public_key_file=settings.jwt_public_key_file,
+            algorithms=settings.jwt_algorithms,
+            tenant_claim=settings.jwt_tenant_claim,
+            scope_claim=settings.jwt_scope_claim,
+        )
     return Services(
         settings=settings,
         db=db,
-        tenants=TenantService(db, secret),
+        tenants=tenants,
         registry=ModelRegistry(db, BlobStore(settings.data_dir / "blobs"), settings.max_model_bytes),
+        authenticator=Authenticator(tenants, verifier),
     )

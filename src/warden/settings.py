@@ -41,6 +41,20 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=32 * 1024 * 1024, ge=1, description="Largest request image, in bytes.")
     max_image_pixels: int = Field(default=40_000_000, ge=1, description="Largest image, in width × height pixels.")
     max_model_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="Largest uploaded model, in bytes.")
+    jwt_issuer: str | None = Field(
+        default=None, description="Accept JWT bearer tokens from this issuer (needs a JWKS file or a public key)."
+    )
+    jwt_audience: str | None = Field(default=None, description="Audience JWT bearer tokens must name.")
+    jwt_jwks_file: Path | None = Field(default=None, description="JWKS file holding the issuer's public keys.")
+    jwt_public_key_file: Path | None = Field(
+        default=None, description="PEM public key of the issuer (instead of JWKS)."
+    )
+    jwt_tenant_claim: str = Field(default="tenant", description="Claim that names the caller's tenant.")
+    jwt_scope_claim: str = Field(default="scope", description="Claim holding scopes ('detect', 'admin').")
+    jwt_algorithms: list[str] = Field(
+        default=["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"],
+        description="Signature algorithms accepted; 'none' and HMAC algorithms are always refused.",
+    )
     host: str = Field(default="127.0.0.1", description="Address `warden serve` listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `warden serve` listens on.")
 

@@ -37,7 +37,7 @@ def credential(request: Request) -> str:
 async def principal(request: Request) -> Principal:
     """Authenticate the request (the lookup runs off the event loop)."""
     services: Services = request.app.state.services
-    return await run_in_threadpool(services.tenants.authenticate, credential(request))
+    return await run_in_threadpool(services.authenticator.authenticate, credential(request))
 
 
 async def tenant_caller(caller: Annotated[Principal, Depends(principal)]) -> Principal:

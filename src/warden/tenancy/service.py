@@ -88,6 +88,18 @@ class TenantService:
         with self._db.session() as session:
             return _tenant(session, name).id
 
+    def principal_for(self, name: str, subject: str, scope: Scope, authenticator: str) -> Principal:
+        """A principal for an externally authenticated caller of tenant ``name`` (which must be active)."""
+        with self._db.session() as session:
+            tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+            if tenant is None:
+                raise Unauthenticated("the token names no known tenant")
+            if tenant.status != ACTIVE:
+                raise Forbidden("the tenant is suspended")
+            return Principal(
+                tenant_id=tenant.id, tenant_name=tenant.name, key_id=subject, scope=scope, authenticator=authenticator
+            )
+
     def set_status(self, name: str, status: str) -> TenantView:
         """Suspend (``suspended``) or resume (``active``) a tenant; effective on its next request."""
         if status not in (ACTIVE, SUSPENDED):
