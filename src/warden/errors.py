@@ -17,6 +17,7 @@ map codes to status codes and exit codes in one place each.
     │   ├── KeyNotFound            key_not_found
     │   └── ModelNotFound          model_not_found
     ├── Conflict                   conflict
+    ├── StorageCorrupt             storage_corrupt
     └── ModelError                 model_error
         ├── InvalidModel           invalid_model
         ├── UnsupportedModel       unsupported_model
@@ -122,6 +123,12 @@ class Conflict(WardenError):
     """The thing to create exists already, or the change contradicts the current state."""
 
     code = "conflict"
+
+
+class StorageCorrupt(WardenError):
+    """Stored state failed an integrity check (a blob whose bytes no longer match its digest)."""
+
+    code = "storage_corrupt"
 
 
 class ModelError(WardenError):

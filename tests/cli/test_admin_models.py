@@ -136,14 +136,8 @@ def test_when_a_push_is_refused_then_one_line_says_why_and_no_version_is_stored(
     [
         ["{text}"],
         ["{model}", "--alias", "beta"],
-        pytest.param(
-            ["{model}", "--alias", "canary"],
-            marks=pytest.mark.xfail(
-                reason="ModelRegistry.push stores the blob before _point refuses a new canary alias without a "
-                "weight, so the refused upload's blob stays until the next garbage collection",
-                strict=True,
-            ),
-        ),
+        # Regression: the blob was stored before a new canary without a weight was refused.
+        ["{model}", "--alias", "canary"],
     ],
 )
 def test_when_a_push_is_refused_then_no_blob_is_left_behind(

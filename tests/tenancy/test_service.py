@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -160,3 +161,21 @@ def test_a_new_key_parses_back_to_its_parts() -> None:
 def test_parse_key_never_raises(text_value: str) -> None:
     parsed = parse_key(text_value)
     assert parsed is None or text_value == f"wdn_{parsed[0]}_{parsed[1]}"
+
+
+def test_when_many_create_the_same_tenant_at_once_then_one_wins_and_the_rest_conflict(services: Services) -> None:
+    outcomes: list[str] = []
+
+    def create() -> None:
+        try:
+            services.tenants.create_tenant("race")
+            outcomes.append("created")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["conflict"] * 7 + ["created"]

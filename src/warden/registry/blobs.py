@@ -10,7 +10,7 @@ import secrets
 from pathlib import Path
 from typing import Final
 
-from warden.errors import InvalidArgument
+from warden.errors import InvalidArgument, StorageCorrupt
 
 _SHA256: Final = re.compile(r"^[0-9a-f]{64}$")
 
@@ -55,7 +55,7 @@ class BlobStore:
         """The bytes of a stored blob, checked against their digest."""
         data = self.path(digest).read_bytes()
         if sha256_hex(data) != digest:
-            raise InvalidArgument(f"blob {digest} is corrupt on disk")
+            raise StorageCorrupt(f"blob {digest} no longer matches its digest")
         return data
 
     def exists(self, digest: str) -> bool:

@@ -103,36 +103,69 @@ class ModelRegistry:
         """Validate and store a new version of ``name``; optionally point an alias at it."""
         check_name("model", name)
         _check_alias(alias, canary_weight)
+        if alias == CANARY and canary_weight is None:
+            self._require_existing_canary(tenant_id, name)
         info = info_to_json(validate_model(data, self._max_bytes))
         digest = self.blobs.put(data)
         for attempt in range(_PUSH_ATTEMPTS):
             try:
-                with self._db.session() as session:
-                    model = session.scalar(select(Model).where(Model.tenant_id == tenant_id, Model.name == name))
-                    if model is None:
-                        model = Model(tenant_id=tenant_id, name=name, created_at=utcnow())
-                        session.add(model)
-                        session.flush()
-                    latest = session.scalar(
-                        select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id)
-                    )
-                    row = ModelVersion(
-                        model_id=model.id,
-                        version=(latest or 0) + 1,
-                        sha256=digest,
-                        size_bytes=len(data),
-                        info=info,
-                        created_at=utcnow(),
-                    )
-                    session.add(row)
-                    session.flush()
-                    if alias is not None:
-                        _point(session, model.id, alias, row.id, canary_weight)
-                    return PushResult(name=name, version=row.version, sha256=digest)
+                pushed = self._record(
+                    tenant_id=tenant_id,
+                    name=name,
+                    data=data,
+                    digest=digest,
+                    info=info,
+                    alias=alias,
+                    canary_weight=canary_weight,
+                )
             except IntegrityError:
                 if attempt == _PUSH_ATTEMPTS - 1:
                     raise Conflict(f"model {name!r} is being changed concurrently; try again") from None
+                continue
+            # A garbage collection running between put and commit may have taken the blob: put it back.
+            if not self.blobs.exists(digest):
+                self.blobs.put(data)
+            return pushed
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _record(
+        self,
+        *,
+        tenant_id: int,
+        name: str,
+        data: bytes,
+        digest: str,
+        info: dict[str, Any],
+        alias: str | None,
+        canary_weight: int | None,
+    ) -> PushResult:
+        with self._db.session() as session:
+            model = session.scalar(select(Model).where(Model.tenant_id == tenant_id, Model.name == name))
+            if model is None:
+                model = Model(tenant_id=tenant_id, name=name, created_at=utcnow())
+                session.add(model)
+                session.flush()
+            latest = session.scalar(select(func.max(ModelVersion.version)).where(ModelVersion.model_id == model.id))
+            row = ModelVersion(
+                model_id=model.id,
+                version=(latest or 0) + 1,
+                sha256=digest,
+                size_bytes=len(data),
+                info=info,
+                created_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            if alias is not None:
+                _point(session, model.id, alias, row.id, canary_weight)
+            return PushResult(name=name, version=row.version, sha256=digest)
+
+    def _require_existing_canary(self, tenant_id: int, name: str) -> None:
+        with self._db.session() as session:
+            model = session.scalar(select(Model).where(Model.tenant_id == tenant_id, Model.name == name))
+            exists = model is not None and session.get(ModelAlias, (model.id, CANARY)) is not None
+        if not exists:
+            raise InvalidArgument("a new canary alias needs a canary weight (percent of requests)")
 
     def set_alias(self, tenant_id: int, name: str, alias: str, version: int, canary_weight: int | None = None) -> None:
         """Point ``alias`` of ``name`` at ``version``."""

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Final
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warden.errors import Conflict, Forbidden, InvalidArgument, KeyNotFound, TenantNotFound, Unauthenticated
@@ -65,13 +66,16 @@ class TenantService:
     def create_tenant(self, name: str) -> TenantView:
         """Create a tenant; ``Conflict`` if the name is taken."""
         check_name("tenant", name)
-        with self._db.session() as session:
-            if session.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
-                raise Conflict(f"tenant {name!r} exists already")
-            tenant = Tenant(name=name, status=ACTIVE, created_at=utcnow())
-            session.add(tenant)
-            session.flush()
-            return _tenant_view(tenant)
+        try:
+            with self._db.session() as session:
+                if session.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
+                    raise Conflict(f"tenant {name!r} exists already")
+                tenant = Tenant(name=name, status=ACTIVE, created_at=utcnow())
+                session.add(tenant)
+                session.flush()
+                return _tenant_view(tenant)
+        except IntegrityError:  # created concurrently between the check and the insert
+            raise Conflict(f"tenant {name!r} exists already") from None
 
     def list_tenants(self) -> list[TenantView]:
         """Every tenant, by name."""
