@@ -11,6 +11,7 @@ from warden import __version__
 from warden.cli.detect import detect
 from warden.cli.keys import init, key_app
 from warden.cli.models import model_app
+from warden.cli.serve import demo, serve
 from warden.cli.tenants import tenant_app
 
 app = typer.Typer(
@@ -25,6 +26,8 @@ app.command("init")(init)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
 app.add_typer(model_app, name="model")
+app.command("serve")(serve)
+app.command("demo")(demo)
 
 
 @app.callback(invoke_without_command=True)

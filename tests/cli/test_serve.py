@@ -1,0 +1,106 @@
+"""``warden demo`` and ``warden serve`` as real processes: the README's first command, end to end."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+WARDEN = Path(sys.executable).with_name("warden")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running(args: list[str], env: dict[str, str]) -> Iterator[queue.Queue[str]]:
+    """Run ``warden ARGS``; yields a queue of its output lines; stops it with SIGINT (then SIGKILL)."""
+    process = subprocess.Popen(
+        [str(WARDEN), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or []], daemon=True)
+    reader.start()
+    try:
+        yield lines
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        reader.join(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def wait_for(lines: queue.Queue[str], needle: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"{needle!r} not printed within {timeout}s; output: {''.join(seen)}")
+
+
+def test_warden_demo_prints_a_curl_command_that_returns_detections(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "WARDEN_DATA_DIR": str(tmp_path / "data"), "WARDEN_PORT": str(port)}
+    with running(["demo"], env) as lines:
+        curl = wait_for(lines, "curl ")
+        wait_for(lines, "Uvicorn running")
+        argv = shlex.split(curl)
+        headers = dict(argv[i + 1].split(": ", 1) for i, word in enumerate(argv) if word == "-H")
+        body = Path(next(w for w in argv if w.startswith("@"))[1:]).read_bytes()
+        answer = httpx.post(argv[-1], content=body, headers=headers, timeout=60)
+    assert argv[-1] == f"http://127.0.0.1:{port}/v1/models/fall/detect"
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["model"] == "fall"
+    assert result["detections"][0]["class_name"] == "Normal"
+
+
+def test_warden_demo_twice_reuses_the_tenant_and_model(tmp_path: Path) -> None:
+    env = {**os.environ, "WARDEN_DATA_DIR": str(tmp_path / "data")}
+    for _ in range(2):
+        env["WARDEN_PORT"] = str(free_port())
+        with running(["demo"], env) as lines:
+            wait_for(lines, "Uvicorn running")
+    listed = subprocess.run(
+        [str(WARDEN), "model", "list", "demo", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    assert '"version": 1' in listed.stdout
+    assert '"version": 2' not in listed.stdout
+
+
+def test_warden_serve_answers_health_and_refuses_unknown_settings(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "WARDEN_DATA_DIR": str(tmp_path / "data")}
+    with running(["serve", "--port", str(port)], env) as lines:
+        wait_for(lines, "Uvicorn running")
+        assert httpx.get(f"http://127.0.0.1:{port}/v2/health/ready").json() == {"ready": True}
+    bad = subprocess.run(
+        [str(WARDEN), "serve"], env={**env, "WARDEN_BOGUS": "1"}, capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2
+    assert "unknown setting WARDEN_BOGUS" in bad.stderr
