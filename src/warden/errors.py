@@ -18,6 +18,11 @@ map codes to status codes and exit codes in one place each.
     │   └── ModelNotFound          model_not_found
     ├── Conflict                   conflict
     ├── StorageCorrupt             storage_corrupt
+    ├── Refused                    (admission; carries retry_after seconds)
+    │   ├── RateLimited            rate_limited
+    │   ├── QuotaExceeded          quota_exceeded
+    │   └── OverCapacity           over_capacity
+    ├── DeadlineExceeded           deadline_exceeded
     └── ModelError                 model_error
         ├── InvalidModel           invalid_model
         ├── UnsupportedModel       unsupported_model
@@ -129,6 +134,40 @@ class StorageCorrupt(WardenError):
     """Stored state failed an integrity check (a blob whose bytes no longer match its digest)."""
 
     code = "storage_corrupt"
+
+
+class Refused(WardenError):
+    """Admission refused the request before any work; ``retry_after`` says when trying again makes sense."""
+
+    code = "refused"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(Refused):
+    """The tenant is over its request rate."""
+
+    code = "rate_limited"
+
+
+class QuotaExceeded(Refused):
+    """The tenant has used its daily requests."""
+
+    code = "quota_exceeded"
+
+
+class OverCapacity(Refused):
+    """The tenant's queue is full."""
+
+    code = "over_capacity"
+
+
+class DeadlineExceeded(WardenError):
+    """The request's deadline passed while it waited; the model was not run."""
+
+    code = "deadline_exceeded"
 
 
 class ModelError(WardenError):
