@@ -74,7 +74,7 @@ def test_when_the_operator_key_is_revoked_then_init_may_issue_a_new_one(warden: 
 def test_the_tenant_and_key_lifecycle_with_json_output(warden_on_each_backend: Warden) -> None:
     warden = warden_on_each_backend
     created = warden.json("tenant", "create", "acme")
-    assert list(created) == ["name", "status", "created_at"]
+    assert list(created) == ["name", "status", "created_at", "quota"]
     assert (created["name"], created["status"]) == ("acme", "active")
     recent(created["created_at"])
     other = warden.json("tenant", "create", "globex")

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from tests.backends import BACKENDS, database_url
-from warden.storage import Database
+from warden.storage import Base, Database
 
-TABLES = {"tenants", "api_keys", "models", "model_versions", "model_aliases", "alembic_version"}
+TABLES = {"tenants", "api_keys", "models", "model_versions", "model_aliases", "daily_usage", "alembic_version"}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -22,7 +24,9 @@ def test_when_migrations_run_twice_then_the_schema_is_complete_and_unchanged(bac
             db.migrate()
             assert set(inspect(db.engine).get_table_names()) >= TABLES
             with db.engine.connect() as connection:
-                assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+                assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+                # The migrations build exactly the schema the table classes declare.
+                assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         finally:
             db.close()
 

@@ -8,24 +8,120 @@ import typer
 from rich.table import Table
 
 from warden.cli.common import ABORTED, AsJson, confirm, console, emit_json, fail, iso, opened, short_time
-from warden.tenancy import TenantView
+from warden.tenancy import Quota, TenantView
 
 tenant_app = typer.Typer(help="Create, list, suspend, resume and delete tenants.", no_args_is_help=True)
 
 TenantName = Annotated[str, typer.Argument(help="Tenant name: 1-63 of a-z 0-9 _ -.", show_default=False)]
 
 
+Rps = Annotated[float | None, typer.Option("--rps", min=0, help="Requests per second (0: unlimited).")]
+Burst = Annotated[int | None, typer.Option("--burst", min=0, help="Requests allowed in a burst above the rate.")]
+Concurrency = Annotated[
+    int | None, typer.Option("--max-concurrency", min=0, help="Requests running at once (0: unlimited).")
+]
+Queue = Annotated[int | None, typer.Option("--max-queue", min=0, help="Requests waiting at once (0: unlimited).")]
+Weight = Annotated[float | None, typer.Option("--weight", min=0.001, help="Fair-share weight when busy (default 1).")]
+ImageBytes = Annotated[
+    int | None, typer.Option("--max-image-bytes", min=0, help="Largest image in bytes (0: server limit).")
+]
+ImagePixels = Annotated[
+    int | None, typer.Option("--max-image-pixels", min=0, help="Largest image in pixels (0: server limit).")
+]
+Daily = Annotated[int | None, typer.Option("--daily-requests", min=0, help="Requests per UTC day.")]
+Isolation = Annotated[str | None, typer.Option("--isolation", metavar="shared|dedicated", help="Share workers?")]
+
+
 def tenant_record(tenant: TenantView) -> dict[str, Any]:
-    """A tenant as ``--json`` prints it."""
-    return {"name": tenant.name, "status": tenant.status, "created_at": iso(tenant.created_at)}
+    """A tenant as ``--json`` prints it: name, status, creation time and quota."""
+    return {
+        "name": tenant.name,
+        "status": tenant.status,
+        "created_at": iso(tenant.created_at),
+        "quota": tenant.quota.to_dict(),
+    }
+
+
+def _quota_changes(**options: object) -> dict[str, Any]:
+    return {name: value for name, value in options.items() if value is not None}
 
 
 @tenant_app.command("create")
-def create(ctx: typer.Context, name: TenantName, as_json: AsJson = False) -> None:
-    """Create a tenant (active)."""
+def create(
+    ctx: typer.Context,
+    name: TenantName,
+    rps: Rps = None,
+    burst: Burst = None,
+    max_concurrency: Concurrency = None,
+    max_queue: Queue = None,
+    weight: Weight = None,
+    max_image_bytes: ImageBytes = None,
+    max_image_pixels: ImagePixels = None,
+    daily_requests: Daily = None,
+    isolation: Isolation = None,
+    as_json: AsJson = False,
+) -> None:
+    """Create a tenant (active), with an optional quota."""
+    changes = _quota_changes(
+        rps=rps,
+        burst=burst,
+        max_concurrency=max_concurrency,
+        max_queue=max_queue,
+        weight=weight,
+        max_image_bytes=max_image_bytes,
+        max_image_pixels=max_image_pixels,
+        daily_requests=daily_requests,
+        isolation=isolation,
+    )
     with opened(ctx) as services:
-        tenant = services.tenants.create_tenant(name)
+        tenant = services.tenants.create_tenant(name, Quota().updated(changes))
     _show(tenant, as_json, "Created")
+
+
+@tenant_app.command("update")
+def update(
+    ctx: typer.Context,
+    name: TenantName,
+    rps: Rps = None,
+    burst: Burst = None,
+    max_concurrency: Concurrency = None,
+    max_queue: Queue = None,
+    weight: Weight = None,
+    max_image_bytes: ImageBytes = None,
+    max_image_pixels: ImagePixels = None,
+    daily_requests: Daily = None,
+    isolation: Isolation = None,
+    as_json: AsJson = False,
+) -> None:
+    """Change a tenant's quota (0 clears a limit); effective from its next request."""
+    changes = _quota_changes(
+        rps=rps,
+        burst=burst,
+        max_concurrency=max_concurrency,
+        max_queue=max_queue,
+        weight=weight,
+        max_image_bytes=max_image_bytes,
+        max_image_pixels=max_image_pixels,
+        daily_requests=daily_requests,
+        isolation=isolation,
+    )
+    with opened(ctx) as services:
+        tenant = services.tenants.update_quota(name, changes)
+    _show(tenant, as_json, "Updated")
+
+
+@tenant_app.command("show")
+def show(ctx: typer.Context, name: TenantName, as_json: AsJson = False) -> None:
+    """Show a tenant with its quota."""
+    with opened(ctx) as services:
+        tenant = services.tenants.get_tenant(name)
+    if as_json:
+        emit_json(tenant_record(tenant))
+        return
+    table = Table(title=f"tenant {tenant.name} ({tenant.status})", title_justify="left", show_header=False)
+    for key, value in tenant.quota.to_dict().items():
+        table.add_row(key, "unlimited" if value is None else str(value))
+    console().print(table)
 
 
 @tenant_app.command("list")

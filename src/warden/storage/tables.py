@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Float, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -48,6 +48,25 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(63), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    rps: Mapped[float | None] = mapped_column(Float, default=None)
+    burst: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_concurrency: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_queue: Mapped[int | None] = mapped_column(Integer, default=None)
+    weight: Mapped[float] = mapped_column(Float, default=1.0, server_default="1.0")
+    max_image_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    max_image_pixels: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    daily_requests: Mapped[int | None] = mapped_column(Integer, default=None)
+    isolation: Mapped[str] = mapped_column(String(16), default="shared", server_default="shared")
+
+
+class DailyUsage(Base):
+    """Requests admitted per tenant and UTC day, so a daily cap survives restarts."""
+
+    __tablename__ = "daily_usage"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class ApiKey(Base):

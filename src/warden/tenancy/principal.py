@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from warden.errors import Forbidden
+from warden.tenancy.quota import Quota
 
 
 class Scope(StrEnum):
@@ -17,13 +18,14 @@ class Scope(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller: its tenant (``None`` for operators), credential id, scope and authenticator."""
+    """An authenticated caller: tenant (``None`` for operators), credential id, scope, authenticator, quota."""
 
     tenant_id: int | None
     tenant_name: str | None
     key_id: str
     scope: Scope
     authenticator: str
+    quota: Quota = field(default_factory=Quota)
 
     @property
     def is_operator(self) -> bool:
