@@ -22,7 +22,7 @@ from warden.registry.blobs import BlobStore
 from warden.registry.validation import info_to_json, validate_model
 from warden.storage import Database, Model, ModelAlias, ModelVersion
 from warden.storage.tables import utcnow
-from warden.tenancy import check_name
+from warden.tenancy.service import NAME_PATTERN, check_name
 
 STABLE: Final = "stable"
 CANARY: Final = "canary"
@@ -265,7 +265,9 @@ def _point(session: Session, model_id: int, alias: str, version_id: int, canary_
 
 
 def _model(session: Session, tenant_id: int, name: str) -> Model:
-    model = session.scalar(select(Model).where(Model.tenant_id == tenant_id, Model.name == name))
+    # A name that could never have been pushed is not looked up (PostgreSQL refuses NUL bytes, for one).
+    query = select(Model).where(Model.tenant_id == tenant_id, Model.name == name)
+    model = session.scalar(query) if NAME_PATTERN.match(name) else None
     if model is None:
         raise ModelNotFound(f"model {name!r} not found")
     return model

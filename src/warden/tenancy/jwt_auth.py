@@ -76,8 +76,10 @@ class JwtVerifier:
                     keys[key.key_id] = key.key
             elif public_key_file is not None:
                 keys[None] = public_key_file.read_text()
-        except (OSError, ValueError, jwt.PyJWKError) as exc:
+        except (OSError, ValueError, TypeError, AttributeError, jwt.PyJWKError, jwt.PyJWKSetError) as exc:
             raise InvalidArgument(f"cannot load the JWT keys: {exc}") from None
+        if jwks_file is not None and any(isinstance(key, bytes | bytearray) for key in keys.values()):
+            raise InvalidArgument("the JWKS holds a symmetric (oct) key; only public keys are accepted")
         return cls(
             tenants,
             issuer=issuer,
@@ -103,13 +105,14 @@ class JwtVerifier:
                 audience=self._audience,
                 options={"require": ["exp", "iss", "sub"], "verify_aud": self._audience is not None},
             )
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:  # a kid naming a key of another type: TypeError
             raise Unauthenticated(f"invalid token: {exc}") from None
         tenant = claims.get(self._tenant_claim)
         if not isinstance(tenant, str) or not tenant:
             raise Unauthenticated(f"the token has no '{self._tenant_claim}' claim")
         scopes = claims.get(self._scope_claim, "")
-        granted = set(scopes.split() if isinstance(scopes, str) else scopes if isinstance(scopes, list) else [])
+        listed = scopes.split() if isinstance(scopes, str) else scopes if isinstance(scopes, list) else []
+        granted = {s for s in listed if isinstance(s, str)}
         scope = Scope.ADMIN if Scope.ADMIN.value in granted else Scope.DETECT
         return self._tenants.principal_for(tenant, f"jwt:{claims['sub']}", scope, JWT)
 

@@ -6,7 +6,7 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +17,7 @@ from warden.storage import ApiKey, Database, Tenant
 from warden.storage.tables import utcnow
 from warden.tenancy.keys import IssuedKey, hash_secret, new_key, parse_key
 from warden.tenancy.principal import Principal, Scope
+from warden.tenancy.quota import QUOTA_FIELDS, Quota
 
 NAME_PATTERN: Final = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
 ACTIVE: Final = "active"
@@ -31,6 +32,7 @@ class TenantView:
     name: str
     status: str
     created_at: datetime
+    quota: Quota
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +65,14 @@ class TenantService:
         # Compared against when a key id is unknown, so unknown and wrong keys cost the same.
         self._decoy_hash = hash_secret(server_secret, "000000000000", "x" * 43)
 
-    def create_tenant(self, name: str) -> TenantView:
-        """Create a tenant; ``Conflict`` if the name is taken."""
+    def create_tenant(self, name: str, quota: Quota | None = None) -> TenantView:
+        """Create a tenant (with a quota, else unlimited); ``Conflict`` if the name is taken."""
         check_name("tenant", name)
         try:
             with self._db.session() as session:
                 if session.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
                     raise Conflict(f"tenant {name!r} exists already")
-                tenant = Tenant(name=name, status=ACTIVE, created_at=utcnow())
+                tenant = Tenant(name=name, status=ACTIVE, created_at=utcnow(), **(quota or Quota()).to_dict())
                 session.add(tenant)
                 session.flush()
                 return _tenant_view(tenant)
@@ -92,16 +94,30 @@ class TenantService:
         with self._db.session() as session:
             return _tenant(session, name).id
 
+    def update_quota(self, name: str, changes: dict[str, Any]) -> TenantView:
+        """Change some quota fields (``0`` clears a limit); effective on the tenant's next request."""
+        with self._db.session() as session:
+            tenant = _tenant(session, name)
+            quota = _quota(tenant).updated(changes)
+            for key, value in quota.to_dict().items():
+                setattr(tenant, key, value)
+            return _tenant_view(tenant)
+
     def principal_for(self, name: str, subject: str, scope: Scope, authenticator: str) -> Principal:
         """A principal for an externally authenticated caller of tenant ``name`` (which must be active)."""
         with self._db.session() as session:
-            tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+            tenant = session.scalar(select(Tenant).where(Tenant.name == name)) if NAME_PATTERN.match(name) else None
             if tenant is None:
                 raise Unauthenticated("the token names no known tenant")
             if tenant.status != ACTIVE:
                 raise Forbidden("the tenant is suspended")
             return Principal(
-                tenant_id=tenant.id, tenant_name=tenant.name, key_id=subject, scope=scope, authenticator=authenticator
+                tenant_id=tenant.id,
+                tenant_name=tenant.name,
+                key_id=subject,
+                scope=scope,
+                authenticator=authenticator,
+                quota=_quota(tenant),
             )
 
     def set_status(self, name: str, status: str) -> TenantView:
@@ -190,18 +206,24 @@ class TenantService:
                 key_id=key.key_id,
                 scope=Scope(key.scope),
                 authenticator=API_KEY,
+                quota=_quota(tenant) if tenant is not None else Quota(),
             )
 
 
 def _tenant(session: Session, name: str) -> Tenant:
-    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    # A name that could never have been created is not looked up (PostgreSQL refuses NUL bytes, for one).
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name)) if NAME_PATTERN.match(name) else None
     if tenant is None:
         raise TenantNotFound(f"no tenant named {name!r}")
     return tenant
 
 
 def _tenant_view(tenant: Tenant) -> TenantView:
-    return TenantView(name=tenant.name, status=tenant.status, created_at=tenant.created_at)
+    return TenantView(name=tenant.name, status=tenant.status, created_at=tenant.created_at, quota=_quota(tenant))
+
+
+def _quota(tenant: Tenant) -> Quota:
+    return Quota(**{name: getattr(tenant, name) for name in QUOTA_FIELDS})
 
 
 def _key_view(key: ApiKey, tenant: str | None) -> KeyView:
