@@ -36,6 +36,11 @@ class Settings(BaseSettings):
         default=None,
         description="Server secret keying API-key hashes; default a random key kept in DATA_DIR/secret.key (0600).",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (redis://host:6379/0) for rate limits and daily caps shared by replicas; "
+        "default in memory, daily caps in the database.",
+    )
     device: str = Field(default="cpu", description="ONNX Runtime device: cpu, cuda[:N], tensorrt[:N] or auto.")
     threads: int | None = Field(default=None, ge=1, description="ONNX Runtime intra-op threads per session.")
     max_image_bytes: int = Field(default=32 * 1024 * 1024, ge=1, description="Largest request image, in bytes.")
