@@ -9,6 +9,7 @@ from rich.table import Table
 
 from warden.cli.common import ABORTED, AsJson, confirm, console, emit_json, fail, iso, opened, short_time
 from warden.tenancy import Quota, TenantView
+from warden.tenancy.quota import QUOTA_FIELDS
 
 tenant_app = typer.Typer(help="Create, list, suspend, resume and delete tenants.", no_args_is_help=True)
 
@@ -42,8 +43,9 @@ def tenant_record(tenant: TenantView) -> dict[str, Any]:
     }
 
 
-def _quota_changes(**options: object) -> dict[str, Any]:
-    return {name: value for name, value in options.items() if value is not None}
+def _quota_changes(options: dict[str, Any]) -> dict[str, Any]:
+    """The quota fields a command was given (its other parameters and unset options left out)."""
+    return {name: options[name] for name in QUOTA_FIELDS if options.get(name) is not None}
 
 
 @tenant_app.command("create")
@@ -62,17 +64,7 @@ def create(
     as_json: AsJson = False,
 ) -> None:
     """Create a tenant (active), with an optional quota."""
-    changes = _quota_changes(
-        rps=rps,
-        burst=burst,
-        max_concurrency=max_concurrency,
-        max_queue=max_queue,
-        weight=weight,
-        max_image_bytes=max_image_bytes,
-        max_image_pixels=max_image_pixels,
-        daily_requests=daily_requests,
-        isolation=isolation,
-    )
+    changes = _quota_changes(locals())
     with opened(ctx) as services:
         tenant = services.tenants.create_tenant(name, Quota().updated(changes))
     _show(tenant, as_json, "Created")
@@ -94,17 +86,7 @@ def update(
     as_json: AsJson = False,
 ) -> None:
     """Change a tenant's quota (0 clears a limit); effective from its next request."""
-    changes = _quota_changes(
-        rps=rps,
-        burst=burst,
-        max_concurrency=max_concurrency,
-        max_queue=max_queue,
-        weight=weight,
-        max_image_bytes=max_image_bytes,
-        max_image_pixels=max_image_pixels,
-        daily_requests=daily_requests,
-        isolation=isolation,
-    )
+    changes = _quota_changes(locals())
     with opened(ctx) as services:
         tenant = services.tenants.update_quota(name, changes)
     _show(tenant, as_json, "Updated")
