@@ -23,6 +23,7 @@ map codes to status codes and exit codes in one place each.
     │   ├── QuotaExceeded          quota_exceeded
     │   └── OverCapacity           over_capacity
     ├── DeadlineExceeded           deadline_exceeded
+    ├── ClientDisconnected         client_closed_request
     └── ModelError                 model_error
         ├── InvalidModel           invalid_model
         ├── UnsupportedModel       unsupported_model
@@ -168,6 +169,12 @@ class DeadlineExceeded(WardenError):
     """The request's deadline passed while it waited; the model was not run."""
 
     code = "deadline_exceeded"
+
+
+class ClientDisconnected(WardenError):
+    """The client went away while its request waited; nothing was computed for it."""
+
+    code = "client_closed_request"
 
 
 class ModelError(WardenError):

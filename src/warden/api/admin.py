@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from warden.api.auth import Admin
 from warden.api.body import read_body
 from warden.api.schemas import (
-    ERROR_RESPONSES,
+    MAX_VERSION,
     AdminModelOut,
     AliasIn,
     AliasOut,
@@ -26,13 +26,14 @@ from warden.api.schemas import (
     TenantIn,
     TenantOut,
     VersionOut,
+    error_responses,
 )
 from warden.errors import Forbidden, TenantNotFound
 from warden.registry import ModelView
 from warden.services import Services
 from warden.tenancy import KeyView, Principal, Scope, TenantView
 
-router = APIRouter(prefix="/admin", tags=["admin"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/admin", tags=["admin"])
 _ONNX_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -83,42 +84,65 @@ def _model_out(view: ModelView) -> AdminModelOut:
     )
 
 
-@router.post("/tenants", status_code=201, response_model=TenantOut, summary="Create a tenant")
+@router.post(
+    "/tenants",
+    status_code=201,
+    response_model=TenantOut,
+    summary="Create a tenant",
+    responses=error_responses(400, 401, 403, 409),
+)
 async def create_tenant(body: TenantIn, request: Request, caller: Admin) -> TenantOut:
     """Operators only."""
     _operator(caller)
     return _tenant_out(await run_in_threadpool(_services(request).tenants.create_tenant, body.name))
 
 
-@router.get("/tenants", response_model=list[TenantOut], summary="List tenants")
+@router.get("/tenants", response_model=list[TenantOut], summary="List tenants", responses=error_responses(401, 403))
 async def list_tenants(request: Request, caller: Admin) -> list[TenantOut]:
     """Every tenant for operators; a tenant admin sees only its own."""
     views = await run_in_threadpool(_services(request).tenants.list_tenants)
     return [_tenant_out(v) for v in views if caller.is_operator or v.name == caller.tenant_name]
 
 
-@router.get("/tenants/{name}", response_model=TenantOut, summary="Show a tenant")
+@router.get(
+    "/tenants/{name}", response_model=TenantOut, summary="Show a tenant", responses=error_responses(401, 403, 404)
+)
 async def get_tenant(name: str, request: Request, caller: Admin) -> TenantOut:
     """One tenant."""
     await _tenant_id(request, caller, name)
     return _tenant_out(await run_in_threadpool(_services(request).tenants.get_tenant, name))
 
 
-@router.post("/tenants/{name}/suspend", response_model=TenantOut, summary="Suspend a tenant")
+@router.post(
+    "/tenants/{name}/suspend",
+    response_model=TenantOut,
+    summary="Suspend a tenant",
+    responses=error_responses(401, 403, 404),
+)
 async def suspend_tenant(name: str, request: Request, caller: Admin) -> TenantOut:
     """Operators only; the tenant's keys are refused from the next request on."""
     _operator(caller)
     return _tenant_out(await run_in_threadpool(_services(request).tenants.set_status, name, "suspended"))
 
 
-@router.post("/tenants/{name}/resume", response_model=TenantOut, summary="Resume a tenant")
+@router.post(
+    "/tenants/{name}/resume",
+    response_model=TenantOut,
+    summary="Resume a tenant",
+    responses=error_responses(401, 403, 404),
+)
 async def resume_tenant(name: str, request: Request, caller: Admin) -> TenantOut:
     """Operators only."""
     _operator(caller)
     return _tenant_out(await run_in_threadpool(_services(request).tenants.set_status, name, "active"))
 
 
-@router.delete("/tenants/{name}", status_code=204, summary="Delete a tenant with its keys and models")
+@router.delete(
+    "/tenants/{name}",
+    status_code=204,
+    summary="Delete a tenant with its keys and models",
+    responses=error_responses(401, 403, 404),
+)
 async def delete_tenant(name: str, request: Request, caller: Admin) -> Response:
     """Operators only."""
     _operator(caller)
@@ -128,7 +152,13 @@ async def delete_tenant(name: str, request: Request, caller: Admin) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/tenants/{name}/keys", status_code=201, response_model=IssuedKeyOut, summary="Issue a key")
+@router.post(
+    "/tenants/{name}/keys",
+    status_code=201,
+    response_model=IssuedKeyOut,
+    summary="Issue a key",
+    responses=error_responses(400, 401, 403, 404),
+)
 async def create_key(name: str, body: KeyIn, request: Request, caller: Admin) -> IssuedKeyOut:
     """The key is in this answer only."""
     await _tenant_id(request, caller, name)
@@ -136,14 +166,21 @@ async def create_key(name: str, body: KeyIn, request: Request, caller: Admin) ->
     return IssuedKeyOut(key=issued.key, key_id=issued.key_id)
 
 
-@router.get("/tenants/{name}/keys", response_model=list[KeyOut], summary="List a tenant's keys")
+@router.get(
+    "/tenants/{name}/keys",
+    response_model=list[KeyOut],
+    summary="List a tenant's keys",
+    responses=error_responses(401, 403, 404),
+)
 async def list_keys(name: str, request: Request, caller: Admin) -> list[KeyOut]:
     """Key ids, scopes and dates; never secrets."""
     await _tenant_id(request, caller, name)
     return [_key_out(v) for v in await run_in_threadpool(_services(request).tenants.list_keys, name)]
 
 
-@router.delete("/keys/{key_id}", response_model=KeyOut, summary="Revoke a key")
+@router.delete(
+    "/keys/{key_id}", response_model=KeyOut, summary="Revoke a key", responses=error_responses(401, 403, 404)
+)
 async def revoke_key(key_id: str, request: Request, caller: Admin) -> KeyOut:
     """Refused from the next request on; a tenant admin may revoke only its tenant's keys."""
     scope = None if caller.is_operator else caller.tenant()
@@ -155,6 +192,7 @@ async def revoke_key(key_id: str, request: Request, caller: Admin) -> KeyOut:
     "/tenants/{name}/models/{model}",
     status_code=201,
     response_model=PushOut,
+    responses=error_responses(400, 401, 403, 404, 409, 413, 422),
     openapi_extra=_ONNX_BODY,
     summary="Upload a model version",
 )
@@ -176,7 +214,12 @@ async def push_model(
     return PushOut(name=pushed.name, version=pushed.version, sha256=pushed.sha256)
 
 
-@router.get("/tenants/{name}/models", response_model=list[AdminModelOut], summary="List a tenant's models")
+@router.get(
+    "/tenants/{name}/models",
+    response_model=list[AdminModelOut],
+    summary="List a tenant's models",
+    responses=error_responses(401, 403, 404),
+)
 async def list_models(name: str, request: Request, caller: Admin) -> list[AdminModelOut]:
     """Models with versions and aliases."""
     tenant_id = await _tenant_id(request, caller, name)
@@ -186,6 +229,7 @@ async def list_models(name: str, request: Request, caller: Admin) -> list[AdminM
 @router.put(
     "/tenants/{name}/models/{model}/aliases/{alias}",
     response_model=AdminModelOut,
+    responses=error_responses(400, 401, 403, 404),
     summary="Point an alias at a version",
 )
 async def set_alias(name: str, model: str, alias: str, body: AliasIn, request: Request, caller: Admin) -> AdminModelOut:
@@ -196,13 +240,18 @@ async def set_alias(name: str, model: str, alias: str, body: AliasIn, request: R
     return _model_out(await run_in_threadpool(registry.get_model, tenant_id, model))
 
 
-@router.delete("/tenants/{name}/models/{model}", status_code=204, summary="Remove a model or one version")
+@router.delete(
+    "/tenants/{name}/models/{model}",
+    status_code=204,
+    summary="Remove a model or one version",
+    responses=error_responses(400, 401, 403, 404),
+)
 async def remove_model(
     name: str,
     model: str,
     request: Request,
     caller: Admin,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> Response:
     """Unreferenced blobs are removed too."""
     tenant_id = await _tenant_id(request, caller, name)

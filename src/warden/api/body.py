@@ -20,7 +20,7 @@ MULTIPART_OVERHEAD = 64 * 1024
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused with ``PayloadTooLarge`` as soon as it exceeds ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0

@@ -7,7 +7,9 @@ Every answer carries the stable code in ``X-Error-Code`` too.
 
 from __future__ import annotations
 
-from typing import Final
+import math
+from collections.abc import Mapping
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,7 +17,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from warden.errors import (
+    ClientDisconnected,
     Conflict,
+    DeadlineExceeded,
     DeviceUnavailable,
     Forbidden,
     InvalidArgument,
@@ -23,7 +27,12 @@ from warden.errors import (
     InvalidModel,
     ModelError,
     NotFound,
+    OverCapacity,
     PayloadTooLarge,
+    QuotaExceeded,
+    RateLimited,
+    Refused,
+    StorageCorrupt,
     Unauthenticated,
     UnsupportedMediaType,
     UnsupportedModel,
@@ -37,6 +46,12 @@ _STATUS: Final[tuple[tuple[type[WardenError], int], ...]] = (
     (Conflict, 409),
     (PayloadTooLarge, 413),
     (UnsupportedMediaType, 415),
+    (RateLimited, 429),
+    (QuotaExceeded, 429),
+    (OverCapacity, 503),
+    (DeadlineExceeded, 504),
+    (ClientDisconnected, 499),
+    (StorageCorrupt, 500),
     (InvalidImage, 400),
     (InvalidArgument, 400),
     (InvalidModel, 400),
@@ -55,20 +70,28 @@ def status_for(error: WardenError) -> int:
     return 500
 
 
-def error_response(request: Request, status: int, code: str, message: str) -> JSONResponse:
+def error_response(
+    request: Request, status: int, code: str, message: str, extra_headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     """An error answer in the shape of the API the request addressed."""
     oip = request.url.path.startswith("/v2")
     body: object = {"error": message} if oip else {"error": {"code": code, "message": message}}
-    headers = {"X-Error-Code": code}
+    headers = {**(extra_headers or {}), "X-Error-Code": code}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="warden"'
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Route domain errors, validation errors and unknown routes through :func:`error_response`."""
+    """Route domain errors, validation errors and unknown routes through :func:`error_response`.
+
+    Request validation answers 400 here, so the schema loses the 422 FastAPI documents for it.
+    """
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, Refused):
+            retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+            return error_response(request, status_for(exc), exc.code, exc.message, retry)
         if isinstance(exc, WardenError):
             return error_response(request, status_for(exc), exc.code, exc.message)
         if isinstance(exc, RequestValidationError):
@@ -78,8 +101,32 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(request, 400, "invalid_argument", problems)
         if isinstance(exc, StarletteHTTPException):
             code = _HTTP_CODES.get(exc.status_code, "http_error")
-            return error_response(request, exc.status_code, code, str(exc.detail))
+            return error_response(request, exc.status_code, code, str(exc.detail), exc.headers)
         return error_response(request, 500, "internal", "internal error")
 
     for kind in (WardenError, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(kind, on_error)
+
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return without_validation_422(generate())
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to amend its schema
+
+
+_VALIDATION_422: Final = {"$ref": "#/components/schemas/HTTPValidationError"}
+
+
+def without_validation_422(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop FastAPI's 422 ``HTTPValidationError`` answers (Warden answers validation errors with 400)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            declared = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema")
+            if declared == _VALIDATION_422:
+                del responses["422"]
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    return schema

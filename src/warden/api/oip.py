@@ -105,7 +105,7 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[InferRequest,
     """Decode a request body (JSON, or JSON header + binary tensors) into its header and tensors by name."""
     split = len(body)
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             raise InvalidArgument(f"{HEADER_LENGTH} {header_length!r} does not fit a body of {len(body)} bytes")
         split = int(header_length)
     try:

@@ -1,8 +1,15 @@
-"""Response bodies of the simple API and the admin API, as documented in the OpenAPI schema."""
+"""Request and response bodies of the simple API and the admin API, as documented in the OpenAPI schema."""
 
 from __future__ import annotations
 
+from typing import Any, Final
+
 from pydantic import BaseModel, Field
+
+from warden.tenancy.service import NAME_PATTERN
+
+MAX_VERSION: Final = 2**31 - 1
+"""The largest model version number: versions are 32-bit integers in the database."""
 
 
 class ErrorDetail(BaseModel):
@@ -58,23 +65,30 @@ class ModelsResponse(BaseModel):
     models: list[ModelOut]
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorBody, "description": description}
-    for status, description in {
-        400: "Invalid argument or image",
-        401: "Missing or invalid credential",
-        403: "Credential not allowed here",
-        404: "No such model among the caller's",
-        413: "Body too large",
-        415: "Unsupported content type",
-    }.items()
+_ERROR_DESCRIPTIONS: Final = {
+    400: "Invalid argument, image or model file",
+    401: "Missing or invalid credential",
+    403: "Credential not allowed here",
+    404: "No such tenant, key or model among the caller's",
+    409: "Exists already, or changed concurrently",
+    413: "Body too large",
+    415: "Unsupported content type",
+    422: "The file is an ONNX model but not a detection model Warden serves",
 }
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` table of a ``/v1`` or ``/admin`` operation that answers these error statuses."""
+    return {status: {"model": ErrorBody, "description": _ERROR_DESCRIPTIONS[status]} for status in statuses}
 
 
 class TenantIn(BaseModel):
     """A tenant to create."""
 
-    name: str = Field(description="1-63 of a-z, 0-9, '-' and '_', starting and ending alphanumeric.")
+    name: str = Field(
+        description="1-63 of a-z, 0-9, '-' and '_', starting and ending alphanumeric.",
+        json_schema_extra={"pattern": NAME_PATTERN.pattern},
+    )
 
 
 class TenantOut(BaseModel):
@@ -136,5 +150,5 @@ class AdminModelOut(BaseModel):
 class AliasIn(BaseModel):
     """Point an alias at a version (``weight``: the canary's percent of requests)."""
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
     weight: int | None = Field(default=None, ge=0, le=100)

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from warden.api.auth import Caller
 from warden.api.body import read_image
-from warden.api.schemas import ERROR_RESPONSES, AliasOut, DetectResponse, ModelOut, ModelsResponse
+from warden.api.schemas import AliasOut, DetectResponse, ModelOut, ModelsResponse, error_responses
 from warden.detection.model import MAX_DETECTIONS
 from warden.services import Services
 from warden.serving import DetectionEngine
@@ -37,7 +37,7 @@ _IMAGE_BODY: dict[str, Any] = {
 @router.post(
     "/models/{name}/detect",
     response_model=DetectResponse,
-    responses=ERROR_RESPONSES,
+    responses=error_responses(400, 401, 403, 404, 413, 415),
     openapi_extra=_IMAGE_BODY,
     summary="Detect objects in one image",
 )
@@ -69,7 +69,9 @@ async def detect(
     )
 
 
-@router.get("/models", response_model=ModelsResponse, responses=ERROR_RESPONSES, summary="List the caller's models")
+@router.get(
+    "/models", response_model=ModelsResponse, responses=error_responses(401, 403), summary="List the caller's models"
+)
 async def list_models(request: Request, caller: Caller) -> ModelsResponse:
     """The caller's own models with their versions and aliases."""
     services: Services = request.app.state.services

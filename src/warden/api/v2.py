@@ -33,7 +33,7 @@ from warden.api.oip import (
 from warden.detection import Detections
 from warden.detection.model import MAX_DETECTIONS
 from warden.errors import InvalidArgument, ModelNotFound
-from warden.registry import ResolvedModel
+from warden.registry import MAX_VERSION, ResolvedModel
 from warden.services import Services
 from warden.serving import DetectionEngine
 
@@ -42,26 +42,78 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 IMAGE_INPUT: Final = "image"
 DETECTION_OUTPUTS: Final = ["num_detections", "boxes", "scores", "class_ids"]
 EXTENSIONS: Final = ["binary_tensor_data"]
-_ERROR = {
-    "description": "Error",
-    "content": {
-        "application/json": {
-            "schema": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
-        }
-    },
+_ERROR_BODY: Final = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_ERROR_DESCRIPTIONS: Final = {
+    400: "Invalid inference request or image",
+    401: "Missing or invalid credential",
+    403: "Credential not allowed here",
+    404: "No such model or version among the caller's",
+    413: "Body too large",
 }
-ERRORS: Final[dict[int | str, dict[str, Any]]] = dict.fromkeys((400, 401, 403, 404, 413), _ERROR)
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` table of an operation that answers these error statuses (``{"error": message}``)."""
+    return {
+        status: {"description": _ERROR_DESCRIPTIONS[status], "content": {"application/json": {"schema": _ERROR_BODY}}}
+        for status in statuses
+    }
+
+
+_LOOKUP_ERRORS: Final = _errors(401, 403, 404)
+_INFER_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "description": "The outputs: JSON, or with binary outputs the JSON header then the tensors' bytes",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "headers": {
+            HEADER_LENGTH: {
+                "description": "Length of the JSON header (only with binary outputs)",
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        },
+    },
+    **_errors(400, 401, 403, 404, 413),
+}
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` written in place, for a body that has no components of its own."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            reference = node.get("$ref")
+            if isinstance(reference, str) and reference.startswith("#/$defs/"):
+                return resolve(definitions[reference.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
 _INFER_BODY: Final[dict[str, Any]] = {
+    "parameters": [
+        {
+            "name": HEADER_LENGTH,
+            "in": "header",
+            "required": False,
+            "description": "With binary tensor data: the length of the JSON header that starts the body",
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    ],
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": InferRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
+            "application/json": {"schema": _inlined(InferRequest.model_json_schema())},
             "application/octet-stream": {
                 "schema": {"type": "string", "format": "binary"},
                 "description": f"JSON header of {HEADER_LENGTH} bytes, then binary tensor data",
             },
         },
-    }
+    },
 }
 
 
@@ -89,7 +141,7 @@ async def _resolve(request: Request, caller: Caller, name: str, version: str | N
     services: Services = request.app.state.services
     number = None
     if version is not None:
-        if not version.isdigit() or int(version) < 1:
+        if not (version.isascii() and version.isdigit()) or not 1 <= int(version) <= MAX_VERSION:
             raise ModelNotFound(f"model {name!r} has no version {version!r}")
         number = int(version)
     return await run_in_threadpool(services.registry.resolve, caller.tenant(), name, number)
@@ -119,7 +171,7 @@ def _metadata(resolved: ResolvedModel) -> dict[str, Any]:
     }
 
 
-@router.get("/models/{name}", summary="Model metadata", responses=ERRORS)
+@router.get("/models/{name}", summary="Model metadata", responses=_LOOKUP_ERRORS)
 async def model_metadata(name: str, request: Request, caller: Caller, response: Response) -> dict[str, Any]:
     """Inputs and outputs of the version that serves ``name``."""
     resolved = await _resolve(request, caller, name, None)
@@ -127,7 +179,7 @@ async def model_metadata(name: str, request: Request, caller: Caller, response: 
     return _metadata(resolved)
 
 
-@router.get("/models/{name}/versions/{version}", summary="Model version metadata", responses=ERRORS)
+@router.get("/models/{name}/versions/{version}", summary="Model version metadata", responses=_LOOKUP_ERRORS)
 async def version_metadata(
     name: str, version: str, request: Request, caller: Caller, response: Response
 ) -> dict[str, Any]:
@@ -137,14 +189,14 @@ async def version_metadata(
     return _metadata(resolved)
 
 
-@router.get("/models/{name}/ready", summary="Model readiness", responses=ERRORS)
+@router.get("/models/{name}/ready", summary="Model readiness", responses=_LOOKUP_ERRORS)
 async def model_ready(name: str, request: Request, caller: Caller, response: Response) -> dict[str, Any]:
     """Ready when the model resolves and its session loads."""
     resolved = await _resolve(request, caller, name, None)
     return await _ready(request, resolved, response)
 
 
-@router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness", responses=ERRORS)
+@router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness", responses=_LOOKUP_ERRORS)
 async def version_ready(
     name: str, version: str, request: Request, caller: Caller, response: Response
 ) -> dict[str, Any]:
@@ -164,7 +216,7 @@ async def _ready(request: Request, resolved: ResolvedModel, response: Response) 
     "/models/{name}/infer",
     summary="Inference",
     response_model=InferResponse,
-    responses=ERRORS,
+    responses=_INFER_RESPONSES,
     openapi_extra=_INFER_BODY,
 )
 async def infer(name: str, request: Request, caller: Caller) -> Response:
@@ -176,7 +228,7 @@ async def infer(name: str, request: Request, caller: Caller) -> Response:
     "/models/{name}/versions/{version}/infer",
     summary="Inference on one version",
     response_model=InferResponse,
-    responses=ERRORS,
+    responses=_INFER_RESPONSES,
     openapi_extra=_INFER_BODY,
 )
 async def infer_version(name: str, version: str, request: Request, caller: Caller) -> Response:

@@ -4,6 +4,7 @@ from warden.registry.blobs import BlobStore, sha256_hex
 from warden.registry.service import (
     ALIASES,
     CANARY,
+    MAX_VERSION,
     STABLE,
     AliasView,
     ModelRegistry,
@@ -18,6 +19,7 @@ from warden.registry.validation import validate_model
 __all__ = [
     "ALIASES",
     "CANARY",
+    "MAX_VERSION",
     "STABLE",
     "AliasView",
     "BlobStore",

@@ -28,6 +28,8 @@ STABLE: Final = "stable"
 CANARY: Final = "canary"
 ALIASES: Final = (STABLE, CANARY)
 _PUSH_ATTEMPTS: Final = 3
+MAX_VERSION: Final = 2**31 - 1
+"""The largest version number (the databases' integer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +240,7 @@ def parse_reference(reference: str) -> tuple[str, int | None]:
     name, _, version = reference.partition(":")
     if not version:
         return name, None
-    if not version.isdigit() or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or not 1 <= int(version) <= MAX_VERSION:
         raise InvalidArgument(f"model version must be a positive integer, got {version!r}")
     return name, int(version)
 
@@ -267,7 +269,7 @@ def _point(session: Session, model_id: int, alias: str, version_id: int, canary_
 def _model(session: Session, tenant_id: int, name: str) -> Model:
     # A name that could never have been pushed is not looked up (PostgreSQL refuses NUL bytes, for one).
     query = select(Model).where(Model.tenant_id == tenant_id, Model.name == name)
-    model = session.scalar(query) if NAME_PATTERN.match(name) else None
+    model = session.scalar(query) if NAME_PATTERN.fullmatch(name) else None
     if model is None:
         raise ModelNotFound(f"model {name!r} not found")
     return model

@@ -43,7 +43,7 @@ def new_key() -> IssuedKey:
 
 def parse_key(text: str) -> tuple[str, str] | None:
     """Split a presented key into ``(key_id, secret)``, or ``None`` when it is not shaped like one."""
-    match = KEY_PATTERN.match(text)
+    match = KEY_PATTERN.fullmatch(text)
     return None if match is None else (match["key_id"], match["secret"])
 
 

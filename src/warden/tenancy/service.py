@@ -19,7 +19,9 @@ from warden.tenancy.keys import IssuedKey, hash_secret, new_key, parse_key
 from warden.tenancy.principal import Principal, Scope
 from warden.tenancy.quota import QUOTA_FIELDS, Quota
 
-NAME_PATTERN: Final = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?$")
+NAME_PATTERN: Final = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?")
+"""Tenant and model names; always used with ``fullmatch`` (``$`` would let a trailing newline in)."""
+KEY_ID_PATTERN: Final = re.compile(r"[0-9a-f]{12}")
 ACTIVE: Final = "active"
 SUSPENDED: Final = "suspended"
 API_KEY: Final = "api_key"
@@ -48,7 +50,7 @@ class KeyView:
 
 def check_name(kind: str, name: str) -> str:
     """Validate a tenant or model name: 1–63 of ``a-z 0-9 _ -``, starting and ending alphanumeric."""
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise InvalidArgument(
             f"invalid {kind} name {name!r}: use 1-63 lowercase letters, digits, '-' or '_', "
             "starting and ending with a letter or digit"
@@ -106,7 +108,7 @@ class TenantService:
     def principal_for(self, name: str, subject: str, scope: Scope, authenticator: str) -> Principal:
         """A principal for an externally authenticated caller of tenant ``name`` (which must be active)."""
         with self._db.session() as session:
-            tenant = session.scalar(select(Tenant).where(Tenant.name == name)) if NAME_PATTERN.match(name) else None
+            tenant = session.scalar(select(Tenant).where(Tenant.name == name)) if NAME_PATTERN.fullmatch(name) else None
             if tenant is None:
                 raise Unauthenticated("the token names no known tenant")
             if tenant.status != ACTIVE:
@@ -168,7 +170,8 @@ class TenantService:
     def revoke_key(self, key_id: str, *, tenant_id: int | None = None) -> KeyView:
         """Revoke a key (idempotent); with ``tenant_id``, only a key of that tenant is found."""
         with self._db.session() as session:
-            key = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
+            found = KEY_ID_PATTERN.fullmatch(key_id) is not None
+            key = session.scalar(select(ApiKey).where(ApiKey.key_id == key_id)) if found else None
             if key is None or (tenant_id is not None and key.tenant_id != tenant_id):
                 raise KeyNotFound(f"no API key with id {key_id!r}")
             if key.revoked_at is None:
@@ -212,7 +215,7 @@ class TenantService:
 
 def _tenant(session: Session, name: str) -> Tenant:
     # A name that could never have been created is not looked up (PostgreSQL refuses NUL bytes, for one).
-    tenant = session.scalar(select(Tenant).where(Tenant.name == name)) if NAME_PATTERN.match(name) else None
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name)) if NAME_PATTERN.fullmatch(name) else None
     if tenant is None:
         raise TenantNotFound(f"no tenant named {name!r}")
     return tenant
