@@ -54,5 +54,12 @@ async def admin_caller(caller: Annotated[Principal, Depends(principal)]) -> Prin
     return caller
 
 
+async def admitted_caller(request: Request, caller: Annotated[Principal, Depends(tenant_caller)]) -> Principal:
+    """A tenant caller within its rate and daily quota (refused here, before the body is read)."""
+    request.app.state.engine.admit(caller)
+    return caller
+
+
 Caller = Annotated[Principal, Depends(tenant_caller)]
+Admitted = Annotated[Principal, Depends(admitted_caller)]
 Admin = Annotated[Principal, Depends(admin_caller)]

@@ -7,11 +7,19 @@ multipart bodies are parsed by python-multipart's callback parser into memory.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Final, TypeVar
+
 from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from warden.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType
+from warden.errors import ClientDisconnected, InvalidArgument, PayloadTooLarge, UnsupportedMediaType
+
+T = TypeVar("T")
+TIMEOUT_HEADER: Final = "x-request-timeout-ms"
 
 MULTIPART_OVERHEAD = 64 * 1024
 """Room for multipart boundaries and part headers beyond the image limit."""
@@ -105,3 +113,37 @@ def multipart_field(body: bytes, boundary: bytes, field: str) -> bytes:
         if name.decode("latin-1") == field:
             return bytes(content)
     raise InvalidArgument(f"the multipart body has no field named {field!r}")
+
+
+def request_deadline(request: Request, timeout_ms: object = None) -> float:
+    """The monotonic deadline: the request's timeout (parameter, else ``X-Request-Timeout-Ms``), capped."""
+    maximum: int = request.app.state.services.settings.max_timeout_ms
+    chosen = timeout_ms if timeout_ms is not None else request.headers.get(TIMEOUT_HEADER)
+    if chosen is None:
+        return time.monotonic() + maximum / 1000
+    try:
+        value = float(chosen)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"a timeout must be a number of milliseconds, got {chosen!r}") from None
+    if not value > 0:
+        raise InvalidArgument(f"a timeout must be positive, got {chosen!r}")
+    return time.monotonic() + min(value, maximum) / 1000
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, withdrawing it if the client disconnects first (nobody would read the answer)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    raise ClientDisconnected("the client disconnected before its answer was ready")
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -74,6 +74,9 @@ _ERROR_DESCRIPTIONS: Final = {
     413: "Body too large",
     415: "Unsupported content type",
     422: "The file is an ONNX model but not a detection model Warden serves",
+    429: "Over the tenant's rate or daily quota (see Retry-After)",
+    503: "The tenant's queue is full (see Retry-After)",
+    504: "The request's deadline passed while it waited",
 }
 
 

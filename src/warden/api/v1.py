@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from warden.api.auth import Caller
-from warden.api.body import read_image
+from warden.api.auth import Admitted, Caller
+from warden.api.body import read_image, request_deadline, unless_disconnected
 from warden.api.schemas import AliasOut, DetectResponse, ModelOut, ModelsResponse, error_responses
 from warden.detection.model import MAX_DETECTIONS
 from warden.services import Services
@@ -37,7 +37,7 @@ _IMAGE_BODY: dict[str, Any] = {
 @router.post(
     "/models/{name}/detect",
     response_model=DetectResponse,
-    responses=error_responses(400, 401, 403, 404, 413, 415),
+    responses=error_responses(400, 401, 403, 404, 413, 415, 429, 503, 504),
     openapi_extra=_IMAGE_BODY,
     summary="Detect objects in one image",
 )
@@ -45,18 +45,22 @@ async def detect(
     name: str,
     request: Request,
     response: Response,
-    caller: Caller,
+    caller: Admitted,
     conf: Annotated[float, Query(ge=0.0, le=1.0, description="Keep detections scoring above this.")] = 0.25,
     iou: Annotated[float, Query(ge=0.0, le=1.0, description="NMS IoU threshold, per class.")] = 0.7,
     max_det: Annotated[int, Query(ge=1, le=MAX_DETECTIONS, description="At most this many detections.")] = 300,
+    timeout_ms: Annotated[
+        int | None, Query(ge=1, description="Give up (504) if not done in this time; also X-Request-Timeout-Ms.")
+    ] = None,
 ) -> DetectResponse:
     """Run the caller's model ``name`` on the image in the body; the image is never stored."""
     services: Services = request.app.state.services
     engine: DetectionEngine = request.app.state.engine
     resolved = await run_in_threadpool(services.registry.resolve, caller.tenant(), name)
-    data = await read_image(request, engine.limits.max_bytes)
-    rgb = await run_in_threadpool(engine.decode, data)
-    (found,) = await run_in_threadpool(lambda: engine.detect(resolved, [rgb], conf=conf, iou=iou, max_det=max_det))
+    data = await read_image(request, engine.image_limits(caller).max_bytes)
+    deadline = request_deadline(request, timeout_ms)
+    work = engine.detect(caller, resolved, [data], conf=conf, iou=iou, max_det=max_det, deadline=deadline)
+    (found,) = await unless_disconnected(request, work)
     response.headers["X-Model-Version"] = str(resolved.version)
     return DetectResponse.model_validate(
         {

@@ -19,8 +19,8 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from warden import __version__
-from warden.api.auth import Caller
-from warden.api.body import read_body
+from warden.api.auth import Admitted, Caller
+from warden.api.body import read_body, request_deadline, unless_disconnected
 from warden.api.oip import (
     HEADER_LENGTH,
     InferRequest,
@@ -36,6 +36,7 @@ from warden.errors import InvalidArgument, ModelNotFound
 from warden.registry import MAX_VERSION, ResolvedModel
 from warden.services import Services
 from warden.serving import DetectionEngine
+from warden.tenancy import Principal
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
@@ -49,6 +50,9 @@ _ERROR_DESCRIPTIONS: Final = {
     403: "Credential not allowed here",
     404: "No such model or version among the caller's",
     413: "Body too large",
+    429: "Over the tenant's rate or daily quota (see Retry-After)",
+    503: "The tenant's queue is full (see Retry-After)",
+    504: "The request's deadline passed while it waited",
 }
 
 
@@ -72,7 +76,7 @@ _INFER_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
             }
         },
     },
-    **_errors(400, 401, 403, 404, 413),
+    **_errors(400, 401, 403, 404, 413, 429, 503, 504),
 }
 
 
@@ -193,7 +197,7 @@ async def version_metadata(
 async def model_ready(name: str, request: Request, caller: Caller, response: Response) -> dict[str, Any]:
     """Ready when the model resolves and its session loads."""
     resolved = await _resolve(request, caller, name, None)
-    return await _ready(request, resolved, response)
+    return await _ready(request, caller, resolved, response)
 
 
 @router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness", responses=_LOOKUP_ERRORS)
@@ -202,12 +206,12 @@ async def version_ready(
 ) -> dict[str, Any]:
     """Ready when the version resolves and its session loads."""
     resolved = await _resolve(request, caller, name, version)
-    return await _ready(request, resolved, response)
+    return await _ready(request, caller, resolved, response)
 
 
-async def _ready(request: Request, resolved: ResolvedModel, response: Response) -> dict[str, Any]:
+async def _ready(request: Request, caller: Principal, resolved: ResolvedModel, response: Response) -> dict[str, Any]:
     engine: DetectionEngine = request.app.state.engine
-    await run_in_threadpool(engine.model, resolved)
+    await engine.warm(caller, resolved)
     response.headers["X-Model-Version"] = str(resolved.version)
     return {"name": resolved.name, "version": str(resolved.version), "ready": True}
 
@@ -219,9 +223,9 @@ async def _ready(request: Request, resolved: ResolvedModel, response: Response) 
     responses=_INFER_RESPONSES,
     openapi_extra=_INFER_BODY,
 )
-async def infer(name: str, request: Request, caller: Caller) -> Response:
+async def infer(name: str, request: Request, caller: Admitted) -> Response:
     """Run the model that serves ``name``."""
-    return await _infer(request, await _resolve(request, caller, name, None))
+    return await _infer(request, caller, await _resolve(request, caller, name, None))
 
 
 @router.post(
@@ -231,27 +235,28 @@ async def infer(name: str, request: Request, caller: Caller) -> Response:
     responses=_INFER_RESPONSES,
     openapi_extra=_INFER_BODY,
 )
-async def infer_version(name: str, version: str, request: Request, caller: Caller) -> Response:
+async def infer_version(name: str, version: str, request: Request, caller: Admitted) -> Response:
     """Run one version of ``name``."""
-    return await _infer(request, await _resolve(request, caller, name, version))
+    return await _infer(request, caller, await _resolve(request, caller, name, version))
 
 
-async def _infer(request: Request, resolved: ResolvedModel) -> Response:
+async def _infer(request: Request, caller: Principal, resolved: ResolvedModel) -> Response:
     engine: DetectionEngine = request.app.state.engine
-    body = await read_body(request, 2 * engine.limits.max_bytes)
+    body = await read_body(request, 2 * engine.image_limits(caller).max_bytes)
     parsed, tensors = parse_request(body, request.headers.get(HEADER_LENGTH))
+    parameters = parsed.parameters or {}
+    deadline = request_deadline(request, parameters.get("timeout_ms"))
     info = resolved.info
     if IMAGE_INPUT in tensors:
         check_requested_outputs(parsed, DETECTION_OUTPUTS)
-        conf, iou, max_det = _thresholds(parsed.parameters or {})
+        conf, iou, max_det = _thresholds(parameters)
         images = _image_bytes(tensors[IMAGE_INPUT])
-        rgbs = [await run_in_threadpool(engine.decode, data) for data in images]
-        found = await run_in_threadpool(lambda: engine.detect(resolved, rgbs, conf=conf, iou=iou, max_det=max_det))
-        outputs = _detection_tensors(found)
+        work = engine.detect(caller, resolved, images, conf=conf, iou=iou, max_det=max_det, deadline=deadline)
+        outputs = _detection_tensors(await unless_disconnected(request, work))
     elif info["input_name"] in tensors:
         check_requested_outputs(parsed, [info["output_name"]])
         tensor = tensors[info["input_name"]].array
-        raw = await run_in_threadpool(engine.infer_raw, resolved, tensor)
+        raw = await unless_disconnected(request, engine.infer_raw(caller, resolved, tensor, deadline))
         outputs = [Tensor(info["output_name"], "FP32", raw)]
     else:
         given = ", ".join(tensors)

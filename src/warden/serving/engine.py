@@ -1,69 +1,146 @@
-"""Running detections for a resolved model version: sessions loaded once per content hash.
+"""The serving engine every front end drives: admission, fair scheduling, resident sessions, detection.
 
-Sessions keep no request state, so two tenants who uploaded the same bytes share
-one. Every method here blocks (decode, inference): front ends call them off the
-event loop.
+``/v1``, ``/v2`` and tests all call the same methods. A request is admitted (rate,
+daily cap) before its body is read; its decode and inference then run as one job
+on the fair scheduler, on a session borrowed from the residency manager, so
+one tenant's flood waits in its own queue instead of everyone's.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from warden.detection import DetectionModel, Detections, ImageLimits, RGBImage, decode_image
+from warden.detection import DetectionModel, Detections, ImageLimits, decode_image
 from warden.registry import BlobStore, ResolvedModel
+from warden.serving.admission import Admission
+from warden.serving.residency import Residency
+from warden.serving.scheduler import Scheduler, TenantShare
+from warden.tenancy import DEDICATED, Principal
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """How the engine uses the machine: workers, ONNX Runtime threads per session, device, memory budget."""
+
+    workers: int = max(1, os.cpu_count() or 1)
+    threads: int | None = 1
+    device: str = "cpu"
+    memory_budget: int | None = None
 
 
 class DetectionEngine:
-    """Loads each model version's session at most once and runs detections on it."""
+    """Admits, schedules and runs detections; owns the scheduler's workers and the resident sessions."""
 
     def __init__(
         self,
         blobs: BlobStore,
         limits: ImageLimits,
-        *,
-        device: str = "cpu",
-        threads: int | None = None,
+        admission: Admission,
+        options: EngineOptions = EngineOptions(),
     ) -> None:
-        self._blobs = blobs
         self.limits = limits
-        self._device = device
-        self._threads = threads
-        self._models: dict[str, DetectionModel] = {}
-        self._loading: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self.admission = admission
+        self._blobs = blobs
+        self._options = options
+        self.scheduler = Scheduler(options.workers)
+        self.residency: Residency[DetectionModel] = Residency(self._load, options.memory_budget)
+        self._closed = False
 
-    def model(self, resolved: ResolvedModel) -> DetectionModel:
-        """The loaded session of a version, loading it once even when many requests arrive together."""
-        digest = resolved.sha256
-        loaded = self._models.get(digest)
-        if loaded is not None:
-            return loaded
-        with self._guard:
-            lock = self._loading.setdefault(digest, threading.Lock())
-        with lock:
-            loaded = self._models.get(digest)
-            if loaded is None:
-                loaded = DetectionModel.load(
-                    self._blobs.read(digest), device=self._device, threads=self._threads, limits=self.limits
-                )
-                self._models[digest] = loaded
-        return loaded
+    def admit(self, caller: Principal) -> None:
+        """Refuse at once a caller over its rate or daily cap (``RateLimited``, ``QuotaExceeded``)."""
+        self.admission.admit(caller)
 
-    def decode(self, data: bytes) -> RGBImage:
-        """Decode one request image under the configured limits (raises ``InvalidImage``)."""
-        return decode_image(data, self.limits)
+    def image_limits(self, caller: Principal) -> ImageLimits:
+        """The server's image limits, tightened by the caller's quota."""
+        quota = caller.quota
+        return ImageLimits(
+            max_bytes=min(self.limits.max_bytes, quota.max_image_bytes or self.limits.max_bytes),
+            max_pixels=min(self.limits.max_pixels, quota.max_image_pixels or self.limits.max_pixels),
+        )
 
-    def detect(
-        self, resolved: ResolvedModel, images: list[RGBImage], *, conf: float, iou: float, max_det: int
+    async def detect(
+        self,
+        caller: Principal,
+        resolved: ResolvedModel,
+        images: list[bytes],
+        *,
+        conf: float,
+        iou: float,
+        max_det: int,
+        deadline: float | None = None,
     ) -> list[Detections]:
-        """Detect in decoded images with the resolved version."""
-        return self.model(resolved).detect_rgb(images, conf=conf, iou=iou, max_det=max_det)
+        """Decode and detect ``images`` with the resolved version, as one fairly scheduled job."""
+        limits = self.image_limits(caller)
 
-    def infer_raw(self, resolved: ResolvedModel, tensor: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        """Run the version's session on a caller-built input tensor and return its raw output (pass-through)."""
-        model = self.model(resolved)
-        return model.infer(model.check_input(tensor))
+        def work(model: DetectionModel) -> list[Detections]:
+            rgbs = [decode_image(data, limits) for data in images]
+            return model.detect_rgb(rgbs, conf=conf, iou=iou, max_det=max_det)
+
+        return await self._run(caller, resolved, work, deadline, cost=len(images))
+
+    async def infer_raw(
+        self, caller: Principal, resolved: ResolvedModel, tensor: npt.NDArray[Any], deadline: float | None = None
+    ) -> npt.NDArray[np.float32]:
+        """Run a caller-built input tensor (Triton-style pass-through) and return the raw output."""
+        return await self._run(
+            caller, resolved, lambda model: model.infer(model.check_input(tensor)), deadline, cost=tensor.shape[0]
+        )
+
+    async def warm(self, caller: Principal, resolved: ResolvedModel) -> None:
+        """Make sure the version's session is loaded (readiness)."""
+        await self._run(caller, resolved, lambda _: None, None, cost=1.0)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run."""
+        return self._closed
+
+    def close(self) -> None:
+        """Stop the workers and flush the admission counters (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self.scheduler.close()
+            self.admission.close()
+
+    async def _run(
+        self,
+        caller: Principal,
+        resolved: ResolvedModel,
+        work: Callable[[DetectionModel], T],
+        deadline: float | None,
+        cost: float,
+    ) -> T:
+        quota = caller.quota
+        dedicated = caller.tenant_name if quota.isolation == DEDICATED else None
+
+        def job() -> T:
+            with self.residency.use(resolved.sha256, dedicated) as model:
+                return work(model)
+
+        share = TenantShare(weight=quota.weight, max_concurrency=quota.max_concurrency, max_queue=quota.max_queue)
+        tenant = caller.tenant_name or "operator"
+        return await self.scheduler.run(tenant, job, share=share, deadline=deadline, cost=max(cost, 1.0))
+
+    def _load(self, digest: str) -> tuple[DetectionModel, int]:
+        data = self._blobs.read(digest)
+        model = DetectionModel.load(
+            data, device=self._options.device, threads=self._options.threads, limits=self.limits
+        )
+        height, width = model.info.input_hw
+        model.detect_rgb([np.zeros((height, width, 3), dtype=np.uint8)])  # warm-up run before serving
+        return model, len(data)
+
+
+def deadline_from(timeout_ms: float | None, maximum_ms: float) -> float:
+    """A monotonic deadline from a client's timeout, capped by the server's maximum."""
+    chosen = maximum_ms if timeout_ms is None else min(timeout_ms, maximum_ms)
+    return time.monotonic() + chosen / 1000
