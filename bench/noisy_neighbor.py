@@ -3,7 +3,8 @@
 For Warden and for the brief's naive server (inference inside the handler, no admission), in one run:
 B's p50/p99 latency alone and under A's flood and their ratio, and A's accepted and refused counts.
 Target (issue 4): B's p99 ratio <= 1.5 with Warden, and no B request refused.
-Usage: ``.venv/bin/python bench/noisy_neighbor.py [--seconds 20] [--flood 16]``.
+Warden is run twice: with A retrying refused requests at once (a hostile client), and with A waiting
+the Retry-After it is given. Usage: ``.venv/bin/python bench/noisy_neighbor.py [--seconds 20] [--flood 16]``.
 """
 
 from __future__ import annotations
@@ -70,21 +71,24 @@ async def timed(send, tally: Tally) -> None:  # type: ignore[no-untyped-def]
         tally.failed += 1
 
 
-async def flood(send, concurrency: int, stop: asyncio.Event, tally: Tally) -> None:  # type: ignore[no-untyped-def]
+async def flood(send, concurrency: int, stop: asyncio.Event, tally: Tally, polite: bool) -> None:  # type: ignore[no-untyped-def]
     async def loop() -> None:
         while not stop.is_set():
+            refused = tally.refused
             await timed(send, tally)
+            if polite and tally.refused > refused:
+                await asyncio.sleep(1.0)  # honours Retry-After (Warden sends 1 s for a full queue)
 
     await asyncio.gather(*(loop() for _ in range(concurrency)))
 
 
-async def scenario(make_send, rate: float, seconds: float, concurrency: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+async def scenario(make_send, rate: float, seconds: float, concurrency: int, polite: bool) -> dict[str, object]:  # type: ignore[no-untyped-def]
     async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=256)) as client:
         send_a, send_b = make_send(client, "a"), make_send(client, "b")
         alone = Tally()
         await victim(send_b, rate, seconds, alone)
         crowded, flooder, stop = Tally(), Tally(), asyncio.Event()
-        flooding = asyncio.create_task(flood(send_a, concurrency, stop, flooder))
+        flooding = asyncio.create_task(flood(send_a, concurrency, stop, flooder, polite))
         await asyncio.sleep(2)  # let the flood build up
         await victim(send_b, rate, seconds, crowded)
         stop.set()
@@ -102,7 +106,7 @@ async def scenario(make_send, rate: float, seconds: float, concurrency: int) -> 
     }
 
 
-def run_warden(rate: float, seconds: float, concurrency: int, image: bytes) -> dict[str, object]:
+def run_warden(rate: float, seconds: float, concurrency: int, image: bytes, polite: bool) -> dict[str, object]:
     with warden_server() as (url, data_dir):
         keys = {}
         for tenant in ("a", "b"):
@@ -125,10 +129,10 @@ def run_warden(rate: float, seconds: float, concurrency: int, image: bytes) -> d
 
             return send
 
-        return asyncio.run(scenario(make_send, rate, seconds, concurrency))
+        return asyncio.run(scenario(make_send, rate, seconds, concurrency, polite))
 
 
-def run_naive(rate: float, seconds: float, concurrency: int, image: bytes) -> dict[str, object]:
+def run_naive(rate: float, seconds: float, concurrency: int, image: bytes, polite: bool) -> dict[str, object]:
     port = free_port()
     process = subprocess.Popen(
         [
@@ -163,7 +167,7 @@ def run_naive(rate: float, seconds: float, concurrency: int, image: bytes) -> di
 
             return send
 
-        return asyncio.run(scenario(make_send, rate, seconds, concurrency))
+        return asyncio.run(scenario(make_send, rate, seconds, concurrency, polite))
     finally:
         process.terminate()
         process.wait(30)

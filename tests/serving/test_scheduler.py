@@ -156,3 +156,15 @@ def test_close_cancels_what_is_queued() -> None:
     assert ticket.future.cancelled()
     with pytest.raises(RuntimeError, match="closed"):
         scheduler.submit("a", lambda: None)
+
+
+def test_a_dedicated_tenant_has_its_own_worker_that_serves_nobody_else(one_worker: Scheduler) -> None:
+    release = block(one_worker)  # the only shared worker is busy
+    dedicated = TenantShare(dedicated=True)
+    thread_of_bank = one_worker.submit("bank", lambda: threading.current_thread().name, share=dedicated)
+    assert thread_of_bank.future.result(10).endswith("-bank")  # served although every shared worker is busy
+    assert one_worker.dedicated() == {"bank"}
+    other = one_worker.submit("shop", lambda: threading.current_thread().name)
+    assert not other.future.done()  # the bank's worker does not serve others
+    release.set()
+    assert not other.future.result(10).endswith("-bank")

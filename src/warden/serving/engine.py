@@ -9,7 +9,6 @@ one tenant's flood waits in its own queue instead of everyone's.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from warden.detection import DetectionModel, Detections, ImageLimits, decode_image
+from warden.errors import OverCapacity
 from warden.registry import BlobStore, ResolvedModel
 from warden.serving.admission import Admission
 from warden.serving.residency import Residency
@@ -56,7 +56,10 @@ class DetectionEngine:
         self._closed = False
 
     def admit(self, caller: Principal) -> None:
-        """Refuse at once a caller over its rate or daily cap (``RateLimited``, ``QuotaExceeded``)."""
+        """Refuse at once a caller over its rate or daily cap, or whose queue is full (before its body is read)."""
+        queue_cap = caller.quota.max_queue
+        if queue_cap is not None and self.scheduler.queued(_tenant_key(caller)) >= queue_cap:
+            raise OverCapacity(f"the tenant's queue is full ({queue_cap} waiting)", retry_after=1.0)
         self.admission.admit(caller)
 
     def image_limits(self, caller: Principal) -> ImageLimits:
@@ -126,9 +129,13 @@ class DetectionEngine:
             with self.residency.use(resolved.sha256, dedicated) as model:
                 return work(model)
 
-        share = TenantShare(weight=quota.weight, max_concurrency=quota.max_concurrency, max_queue=quota.max_queue)
-        tenant = caller.tenant_name or "operator"
-        return await self.scheduler.run(tenant, job, share=share, deadline=deadline, cost=max(cost, 1.0))
+        share = TenantShare(
+            weight=quota.weight,
+            max_concurrency=quota.max_concurrency,
+            max_queue=quota.max_queue,
+            dedicated=dedicated is not None,
+        )
+        return await self.scheduler.run(_tenant_key(caller), job, share=share, deadline=deadline, cost=max(cost, 1.0))
 
     def _load(self, digest: str) -> tuple[DetectionModel, int]:
         data = self._blobs.read(digest)
@@ -140,7 +147,5 @@ class DetectionEngine:
         return model, len(data)
 
 
-def deadline_from(timeout_ms: float | None, maximum_ms: float) -> float:
-    """A monotonic deadline from a client's timeout, capped by the server's maximum."""
-    chosen = maximum_ms if timeout_ms is None else min(timeout_ms, maximum_ms)
-    return time.monotonic() + chosen / 1000
+def _tenant_key(caller: Principal) -> str:
+    return caller.tenant_name or "operator"

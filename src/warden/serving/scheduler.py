@@ -24,11 +24,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class TenantShare:
-    """A tenant's scheduling parameters: fair-share weight, and optional concurrency and queue caps."""
+    """A tenant's scheduling parameters: fair-share weight, concurrency and queue caps, a reserved worker."""
 
     weight: float = 1.0
     max_concurrency: int | None = None
     max_queue: int | None = None
+    dedicated: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -65,7 +66,11 @@ class Scheduler:
         self._limits: dict[str, int | None] = {}
         self._cond = threading.Condition()
         self._stopping = False
-        self._threads = [threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        self._name = name
+        self._dedicated: set[str] = set()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(None,), name=f"{name}-{i}", daemon=True) for i in range(workers)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -86,8 +91,10 @@ class Scheduler:
             if share.max_queue is not None and self._queue.queued(tenant) >= share.max_queue:
                 raise OverCapacity(f"the tenant's queue is full ({share.max_queue} waiting)", retry_after=1.0)
             self._limits[tenant] = share.max_concurrency
+            if share.dedicated and tenant not in self._dedicated:
+                self._reserve(tenant)
             entry = self._queue.push(tenant, _Job(work, future, deadline), weight=share.weight, cost=cost)
-            self._cond.notify()
+            self._cond.notify_all()  # workers differ in whom they serve: wake them all
         ticket = Ticket(self, entry, future)
         future.add_done_callback(lambda done: ticket.cancel() if done.cancelled() else None)
         return ticket
@@ -126,7 +133,7 @@ class Scheduler:
             while (entry := self._queue.pop()) is not None:
                 entry.item.future.cancel()
             self._cond.notify_all()
-        for thread in self._threads:
+        for thread in list(self._threads):
             thread.join(timeout=30)
 
     def _withdraw(self, entry: Entry[_Job[Any]]) -> bool:
@@ -136,19 +143,37 @@ class Scheduler:
             entry.item.future.cancel()
         return removed
 
-    def _eligible(self, tenant: str) -> bool:
-        limit = self._limits.get(tenant)
-        return limit is None or self._running.get(tenant, 0) < limit
+    def dedicated(self) -> set[str]:
+        """Tenants with a reserved worker."""
+        with self._cond:
+            return set(self._dedicated)
 
-    def _loop(self) -> None:
+    def _reserve(self, tenant: str) -> None:
+        # Called with the lock held: one worker that serves this tenant only, and no shared worker serves it.
+        self._dedicated.add(tenant)
+        thread = threading.Thread(target=self._loop, args=(tenant,), name=f"{self._name}-{tenant}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _eligible_for(self, owner: str | None) -> Callable[[str], bool]:
+        def eligible(tenant: str) -> bool:
+            if (tenant in self._dedicated) != (owner is not None) or (owner is not None and tenant != owner):
+                return False
+            limit = self._limits.get(tenant)
+            return limit is None or self._running.get(tenant, 0) < limit
+
+        return eligible
+
+    def _loop(self, owner: str | None) -> None:
+        eligible = self._eligible_for(owner)
         while True:
             with self._cond:
-                entry = self._queue.pop(self._eligible)
+                entry = self._queue.pop(eligible)
                 while entry is None:
                     if self._stopping:
                         return
                     self._cond.wait()
-                    entry = self._queue.pop(self._eligible)
+                    entry = self._queue.pop(eligible)
                 self._running[entry.tenant] = self._running.get(entry.tenant, 0) + 1
             try:
                 self._execute(entry.item)
