@@ -183,13 +183,16 @@ def main() -> None:
     rate = 0.2 * cap
     concurrency = args.flood or max(16, round(5 * cap))
     print(f"capacity {cap:.2f} images/s; B at {rate:.2f}/s (Poisson), A keeps {concurrency} in flight", flush=True)
-    for name, runner in (("warden", run_warden), ("naive", run_naive)):
-        figures = runner(rate, args.seconds, concurrency, image)
-        print(f"{name:>7}: " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
+    runs = [("warden", run_warden, False), ("warden", run_warden, True), ("naive", run_naive, False)]
+    for name, runner, polite in runs:
+        figures = runner(rate, args.seconds, concurrency, image, polite)
+        flooder = "honours Retry-After" if polite else "retries at once"
+        print(f"{name:>7} (A {flooder}): " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
         emit(
             {
                 "bench": "noisy_neighbor",
                 "server": name,
+                "flooder": flooder,
                 "capacity_images_s": round(cap, 2),
                 "b_rate": round(rate, 2),
                 "a_in_flight": concurrency,
