@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, cast
 
 from limits import RateLimitItem, RateLimitItemPerSecond
 from limits.storage import MemoryStorage, RedisStorage, Storage
@@ -119,7 +119,7 @@ class RedisDailyCounter:
     def take(self, tenant_id: int, cap: int) -> bool:
         """Count one request for today unless the tenant has ``cap`` already; ``True`` when counted."""
         key = f"warden:daily:{tenant_id}:{utc_day(self._clock())}"
-        count = int(self._redis.incr(key))
+        count = cast(int, self._redis.incr(key))  # the sync client returns an int
         if count == 1:
             self._redis.expire(key, 2 * _DAY_SECONDS)
         if count > cap:
