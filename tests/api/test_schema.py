@@ -432,3 +432,16 @@ def test_generated_requests_with_the_operator_key_get_documented_answers(api: Ap
         send(case, auth(world.operator))
 
     check()
+
+
+def test_every_route_but_health_and_server_metadata_declares_its_credentials(world: World) -> None:
+    schema = world.client.get("/openapi.json").json()
+    assert set(schema["components"]["securitySchemes"]) == {"HTTPBearer", "APIKeyHeader"}
+    open_routes = {"/v2/health/live", "/v2/health/ready", "/v2"}
+    for path, operations in schema["paths"].items():
+        for operation in operations.values():
+            declared = operation.get("security")
+            if path in open_routes:
+                assert declared is None, path
+            else:
+                assert declared == [{"HTTPBearer": []}, {"APIKeyHeader": []}], path

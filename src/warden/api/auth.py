@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from warden.errors import Forbidden, Unauthenticated
@@ -34,8 +35,20 @@ def credential(request: Request) -> str:
     return value
 
 
-async def principal(request: Request) -> Principal:
-    """Authenticate the request (the lookup runs off the event loop)."""
+_BEARER = HTTPBearer(auto_error=False, description="An API key (wdn_…) or, when configured, a JWT.")
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (wdn_…).")
+
+
+async def principal(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
+    _api_key: Annotated[str | None, Security(_API_KEY)],
+) -> Principal:
+    """Authenticate the request (the lookup runs off the event loop).
+
+    The two security dependencies only declare the schemes in the OpenAPI schema;
+    :func:`credential` reads the headers itself so that every malformed form is refused alike.
+    """
     services: Services = request.app.state.services
     return await run_in_threadpool(services.authenticator.authenticate, credential(request))
 
