@@ -144,3 +144,19 @@ def test_when_the_image_is_too_large_then_413_before_decoding(world: World) -> N
         "/v1/models/tiny/detect", files={"image": ("x.jpg", too_big, "image/jpeg")}, headers=bearer(world.alpha_detect)
     )
     assert error_of(multipart) == (413, "payload_too_large")
+
+
+def test_a_detect_answer_says_where_its_time_went(world: World) -> None:
+    answer = world.client.post(
+        "/v1/models/tiny/detect",
+        content=SAMPLE_IMAGE.read_bytes(),
+        headers={**bearer(world.alpha_detect), "Content-Type": "image/jpeg"},
+    )
+    stages = dict(part.strip().split(";dur=") for part in answer.headers["Server-Timing"].split(","))
+    assert list(stages) == ["queue", "decode", "inference", "total"]
+    durations = {name: float(ms) for name, ms in stages.items()}
+    assert durations["decode"] > 0
+    assert durations["inference"] > 0
+    assert durations["total"] >= durations["decode"] + durations["inference"]
+    listing = world.client.get("/v1/models", headers=bearer(world.alpha_detect))
+    assert listing.headers["Server-Timing"].startswith("total;dur=")

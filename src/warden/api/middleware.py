@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Final
 
@@ -20,7 +21,8 @@ def request_id_from(value: str | None) -> str:
 
 
 class RequestContextMiddleware:
-    """Sets ``X-Request-ID`` (echoed or generated) and ``Cache-Control: no-store`` on every answer."""
+    """Sets ``X-Request-ID`` (echoed or generated), ``Cache-Control: no-store`` and the server's total time
+    (``Server-Timing: total``) on every answer."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -37,12 +39,16 @@ class RequestContextMiddleware:
                 break
         request_id = request_id_from(incoming)
         scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
 
         async def send_with_context(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-ID"] = request_id
                 headers.setdefault("Cache-Control", "no-store")
+                total = f"total;dur={(time.perf_counter() - started) * 1000:.3f}"
+                stages = headers.get("server-timing")
+                headers["Server-Timing"] = f"{stages}, {total}" if stages else total
             await send(message)
 
         await self.app(scope, receive, send_with_context)

@@ -12,7 +12,7 @@ from warden.api.body import read_image, request_deadline, unless_disconnected
 from warden.api.schemas import AliasOut, DetectResponse, ModelOut, ModelsResponse, error_responses
 from warden.detection.model import MAX_DETECTIONS
 from warden.services import Services
-from warden.serving import DetectionEngine
+from warden.serving import DetectionEngine, StageTimes
 
 router = APIRouter(prefix="/v1", tags=["detect"])
 
@@ -59,8 +59,10 @@ async def detect(
     resolved = await run_in_threadpool(services.registry.resolve, caller.tenant(), name)
     data = await read_image(request, engine.image_limits(caller).max_bytes)
     deadline = request_deadline(request, timeout_ms)
-    work = engine.detect(caller, resolved, [data], conf=conf, iou=iou, max_det=max_det, deadline=deadline)
+    times = StageTimes()
+    work = engine.detect(caller, resolved, [data], conf=conf, iou=iou, max_det=max_det, deadline=deadline, times=times)
     (found,) = await unless_disconnected(request, work)
+    response.headers["Server-Timing"] = times.server_timing()
     response.headers["X-Model-Version"] = str(resolved.version)
     return DetectResponse.model_validate(
         {

@@ -1,5 +1,5 @@
 """The serving engine shared by every front end (``/v1``, ``/v2``, the CLI)."""
 
-from warden.serving.engine import DetectionEngine
+from warden.serving.engine import DetectionEngine, StageTimes
 
-__all__ = ["DetectionEngine"]
+__all__ = ["DetectionEngine", "StageTimes"]

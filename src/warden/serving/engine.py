@@ -9,6 +9,7 @@ one tenant's flood waits in its own queue instead of everyone's.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,6 +26,22 @@ from warden.serving.scheduler import Scheduler, TenantShare
 from warden.tenancy import DEDICATED, Principal
 
 T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class StageTimes:
+    """Seconds a request spent queued, decoding and in the model (pre- and postprocessing included)."""
+
+    queue: float = 0.0
+    decode: float = 0.0
+    inference: float = 0.0
+
+    def server_timing(self) -> str:
+        """The W3C ``Server-Timing`` header value, in milliseconds."""
+        return ", ".join(
+            f"{name};dur={seconds * 1000:.3f}"
+            for name, seconds in (("queue", self.queue), ("decode", self.decode), ("inference", self.inference))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,27 +97,37 @@ class DetectionEngine:
         iou: float,
         max_det: int,
         deadline: float | None = None,
+        times: StageTimes | None = None,
     ) -> list[Detections]:
         """Decode and detect ``images`` with the resolved version, as one fairly scheduled job."""
         limits = self.image_limits(caller)
+        spent = times or StageTimes()
 
         def work(model: DetectionModel) -> list[Detections]:
+            start = time.perf_counter()
             rgbs = [decode_image(data, limits) for data in images]
-            return model.detect_rgb(rgbs, conf=conf, iou=iou, max_det=max_det)
+            decoded = time.perf_counter()
+            found = model.detect_rgb(rgbs, conf=conf, iou=iou, max_det=max_det)
+            spent.decode, spent.inference = decoded - start, time.perf_counter() - decoded
+            return found
 
-        return await self._run(caller, resolved, work, deadline, cost=len(images))
+        return await self._run(caller, resolved, work, deadline=deadline, cost=len(images), times=spent)
 
     async def infer_raw(
         self, caller: Principal, resolved: ResolvedModel, tensor: npt.NDArray[Any], deadline: float | None = None
     ) -> npt.NDArray[np.float32]:
         """Run a caller-built input tensor (Triton-style pass-through) and return the raw output."""
         return await self._run(
-            caller, resolved, lambda model: model.infer(model.check_input(tensor)), deadline, cost=tensor.shape[0]
+            caller,
+            resolved,
+            lambda model: model.infer(model.check_input(tensor)),
+            deadline=deadline,
+            cost=tensor.shape[0],
         )
 
     async def warm(self, caller: Principal, resolved: ResolvedModel) -> None:
         """Make sure the version's session is loaded (readiness)."""
-        await self._run(caller, resolved, lambda _: None, None, cost=1.0)
+        await self._run(caller, resolved, lambda _: None, deadline=None, cost=1.0)
 
     @property
     def closed(self) -> bool:
@@ -119,13 +146,18 @@ class DetectionEngine:
         caller: Principal,
         resolved: ResolvedModel,
         work: Callable[[DetectionModel], T],
+        *,
         deadline: float | None,
         cost: float,
+        times: StageTimes | None = None,
     ) -> T:
         quota = caller.quota
         dedicated = caller.tenant_name if quota.isolation == DEDICATED else None
+        submitted = time.perf_counter()
 
         def job() -> T:
+            if times is not None:
+                times.queue = time.perf_counter() - submitted
             with self.residency.use(resolved.sha256, dedicated) as model:
                 return work(model)
 
