@@ -145,5 +145,6 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
 
 
 async def _disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+    message = await request.receive()
+    while message["type"] != "http.disconnect":
+        message = await request.receive()
