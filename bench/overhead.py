@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _harness import emit, pct, warden, warden_server
 
 
-def tiny_detector() -> bytes:
-    """Conv(3->8, s2) ReLU Conv(8->8, s2) ReLU Conv(8->7, s2) -> [1, 7, 8, 8] -> [1, 7, 64]."""
-    rng = np.random.default_rng(0)
+def tiny_detector(seed: int = 0) -> bytes:
+    """Conv(3->8, s2) ReLU Conv(8->8, s2) ReLU Conv(8->7, s2) -> [1, 7, 8, 8] -> [1, 7, 64]; seeds differ in bytes."""
+    rng = np.random.default_rng(seed)
     weights = [(8, 3), (8, 8), (7, 8)]
     nodes, inits, source = [], [], "images"
     for i, (out_c, in_c) in enumerate(weights):

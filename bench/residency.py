@@ -1,0 +1,124 @@
+"""Resident sessions: dedupe by content hash, LRU under a memory budget, cold loads, and no eviction in use.
+
+1. 200 tenants push the same model bytes and each runs one detection: one session stays resident.
+2. 40 distinct models under a budget that fits 10, requested with a skewed (Zipf-like) popularity:
+   resident bytes, hit ratio, cold-load p50/p99.
+3. A session held in use while 20 others load past the budget is still there afterwards.
+Runs in-process on the real engine (scheduler, residency, ONNX Runtime). Usage: ``.venv/bin/python bench/residency.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _harness import emit, pct
+from overhead import small_jpeg, tiny_detector
+from warden.detection import ImageLimits
+from warden.services import open_services
+from warden.serving.admission import Admission
+from warden.serving.engine import DetectionEngine, EngineOptions
+from warden.settings import Settings
+from warden.tenancy import Quota, Scope
+
+
+def main() -> None:
+    image = small_jpeg()
+    with tempfile.TemporaryDirectory() as tmp:
+        services = open_services(Settings(data_dir=Path(tmp) / "data"))
+        shared = tiny_detector(0)
+        size = len(shared)
+        engine = DetectionEngine(
+            services.registry.blobs,
+            ImageLimits(),
+            Admission.create(services.db, None),
+            EngineOptions(memory_budget=10 * size),
+        )
+
+        async def detect(principal, resolved) -> float:  # type: ignore[no-untyped-def]
+            start = time.perf_counter()
+            await engine.detect(principal, resolved, [image], conf=0.25, iou=0.7, max_det=300)
+            return time.perf_counter() - start
+
+        def tenant(name: str, model: bytes):  # type: ignore[no-untyped-def]
+            services.tenants.create_tenant(name, Quota())
+            tenant_id = services.tenants.tenant_id(name)
+            services.registry.push(tenant_id, "m", model)
+            key = services.tenants.create_key(name, Scope.DETECT).key
+            return services.authenticator.authenticate(key), services.registry.resolve(tenant_id, "m")
+
+        # 1. Same bytes, 200 tenants.
+        callers = [tenant(f"same-{i}", shared) for i in range(200)]
+        for principal, resolved in callers:
+            asyncio.run(detect(principal, resolved))
+        same = engine.residency.stats()
+        print(f"200 tenants, same bytes: {same.resident} session(s) resident, {same.loads} load(s), {same.hits} hits")
+        emit(
+            {
+                "bench": "residency",
+                "part": "same_bytes",
+                "tenants": 200,
+                "resident": same.resident,
+                "loads": same.loads,
+                "hits": same.hits,
+                "blobs_stored": len(services.registry.blobs.digests()),
+            }
+        )
+
+        # 2. 40 distinct models, budget for 10, skewed popularity.
+        distinct = [tenant(f"own-{i}", tiny_detector(i + 1)) for i in range(40)]
+        rng = random.Random(3)
+        weights = [1 / (rank + 1) for rank in range(40)]
+        before = engine.residency.stats()
+        cold: list[float] = []
+        warm: list[float] = []
+        peak = 0
+        for principal, resolved in rng.choices(distinct, weights=weights, k=600):
+            loads = engine.residency.stats().loads
+            elapsed = asyncio.run(detect(principal, resolved))
+            (cold if engine.residency.stats().loads > loads else warm).append(elapsed)
+            peak = max(peak, engine.residency.stats().resident_bytes)
+        after = engine.residency.stats()
+        requests = (after.hits - before.hits) + (after.loads - before.loads)
+        hit_ratio = (after.hits - before.hits) / requests
+        print(
+            f"40 models, budget {10 * size} bytes (10 sessions): peak resident {peak} bytes, "
+            f"hit ratio {hit_ratio:.3f}, "
+            f"cold load p50 {pct(cold, 50) * 1000:.1f} ms p99 {pct(cold, 99) * 1000:.1f} ms, "
+            f"warm p50 {pct(warm, 50) * 1000:.1f} ms, evictions {after.evictions - before.evictions}"
+        )
+        emit(
+            {
+                "bench": "residency",
+                "part": "lru",
+                "models": 40,
+                "budget_bytes": 10 * size,
+                "peak_resident_bytes": peak,
+                "hit_ratio": round(hit_ratio, 3),
+                "cold_p50_ms": round(pct(cold, 50) * 1000, 2),
+                "cold_p99_ms": round(pct(cold, 99) * 1000, 2),
+                "warm_p50_ms": round(pct(warm, 50) * 1000, 2),
+                "evictions": after.evictions - before.evictions,
+            }
+        )
+
+        # 3. A session in use survives loads past the budget.
+        _, held = distinct[0]
+        with engine.residency.use(held.sha256) as session:
+            for principal, resolved in distinct[20:40]:
+                asyncio.run(detect(principal, resolved))
+            with engine.residency.use(held.sha256) as again:
+                kept = again is session
+        print(f"in-use session kept through 20 loads past the budget: {kept}")
+        emit({"bench": "residency", "part": "in_use", "kept": kept})
+        engine.close()
+        services.close()
+
+
+if __name__ == "__main__":
+    main()
