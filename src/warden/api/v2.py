@@ -33,7 +33,7 @@ from warden.api.oip import (
 from warden.detection import Detections
 from warden.detection.model import MAX_DETECTIONS
 from warden.errors import InvalidArgument, ModelNotFound
-from warden.registry import MAX_VERSION, ResolvedModel
+from warden.registry import ResolvedModel, parse_version
 from warden.services import Services
 from warden.serving import DetectionEngine
 from warden.tenancy import Principal
@@ -145,9 +145,9 @@ async def _resolve(request: Request, caller: Caller, name: str, version: str | N
     services: Services = request.app.state.services
     number = None
     if version is not None:
-        if not (version.isascii() and version.isdigit()) or not 1 <= int(version) <= MAX_VERSION:
+        number = parse_version(version)
+        if number is None:
             raise ModelNotFound(f"model {name!r} has no version {version!r}")
-        number = int(version)
     return await run_in_threadpool(services.registry.resolve, caller.tenant(), name, number)
 
 

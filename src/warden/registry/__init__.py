@@ -13,6 +13,7 @@ from warden.registry.service import (
     ResolvedModel,
     VersionView,
     parse_reference,
+    parse_version,
 )
 from warden.registry.validation import validate_model
 
@@ -29,6 +30,7 @@ __all__ = [
     "ResolvedModel",
     "VersionView",
     "parse_reference",
+    "parse_version",
     "sha256_hex",
     "validate_model",
 ]

@@ -235,14 +235,22 @@ class ModelRegistry:
         return row
 
 
+def parse_version(text: str) -> int | None:
+    """A version number written as text (ASCII digits, 1 to ``MAX_VERSION``), or ``None`` when it is not one."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_VERSION:
+        return None
+    return int(text)
+
+
 def parse_reference(reference: str) -> tuple[str, int | None]:
     """Split ``NAME[:VERSION]`` as the CLI accepts it."""
     name, _, version = reference.partition(":")
     if not version:
         return name, None
-    if not (version.isascii() and version.isdigit()) or not 1 <= int(version) <= MAX_VERSION:
+    number = parse_version(version)
+    if number is None:
         raise InvalidArgument(f"model version must be a positive integer, got {version!r}")
-    return name, int(version)
+    return name, number
 
 
 def _check_alias(alias: str | None, canary_weight: int | None) -> None:

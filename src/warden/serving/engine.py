@@ -18,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 
 from warden.detection import DetectionModel, Detections, ImageLimits, decode_image
-from warden.errors import OverCapacity
 from warden.registry import BlobStore, ResolvedModel
 from warden.serving.admission import Admission
 from warden.serving.residency import Residency
@@ -74,9 +73,7 @@ class DetectionEngine:
 
     def admit(self, caller: Principal) -> None:
         """Refuse at once a caller over its rate or daily cap, or whose queue is full (before its body is read)."""
-        queue_cap = caller.quota.max_queue
-        if queue_cap is not None and self.scheduler.queued(_tenant_key(caller)) >= queue_cap:
-            raise OverCapacity(f"the tenant's queue is full ({queue_cap} waiting)", retry_after=1.0)
+        self.scheduler.ensure_room(_tenant_key(caller), caller.quota.max_queue)
         self.admission.admit(caller)
 
     def image_limits(self, caller: Principal) -> ImageLimits:

@@ -88,8 +88,7 @@ class Scheduler:
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the scheduler is closed")
-            if share.max_queue is not None and self._queue.queued(tenant) >= share.max_queue:
-                raise OverCapacity(f"the tenant's queue is full ({share.max_queue} waiting)", retry_after=1.0)
+            self._check_room(tenant, share.max_queue)
             self._limits[tenant] = share.max_concurrency
             if share.dedicated and tenant not in self._dedicated:
                 self._reserve(tenant)
@@ -115,6 +114,15 @@ class Scheduler:
         except asyncio.CancelledError:
             ticket.cancel()
             raise
+
+    def ensure_room(self, tenant: str, max_queue: int | None) -> None:
+        """Raise ``OverCapacity`` when ``tenant`` already has ``max_queue`` requests waiting."""
+        with self._cond:
+            self._check_room(tenant, max_queue)
+
+    def _check_room(self, tenant: str, max_queue: int | None) -> None:
+        if max_queue is not None and self._queue.queued(tenant) >= max_queue:
+            raise OverCapacity(f"the tenant's queue is full ({max_queue} waiting)", retry_after=1.0)
 
     def queued(self, tenant: str | None = None) -> int:
         """Requests waiting, for one tenant or in all."""
