@@ -110,6 +110,8 @@ class ModelVersion(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     info: Mapped[dict[str, object]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    max_batch_size: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_queue_delay_ms: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class ModelAlias(Base):
