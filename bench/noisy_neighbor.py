@@ -3,8 +3,10 @@
 For Warden and for the brief's naive server (inference inside the handler, no admission), in one run:
 B's p50/p99 latency alone and under A's flood and their ratio, and A's accepted and refused counts.
 Target (issue 4): B's p99 ratio <= 1.5 with Warden, and no B request refused.
-Warden is run twice: with A retrying refused requests at once (a hostile client), and with A waiting
-the Retry-After it is given. Usage: ``.venv/bin/python bench/noisy_neighbor.py [--seconds 20] [--flood 16]``.
+Warden is run with A retrying refused requests at once (a hostile client) and with A waiting the
+Retry-After it is given, each with the default scheduler (every worker may serve A) and with
+``WARDEN_HEADROOM=1`` (while B is active, A holds at most all workers but one).
+Usage: ``.venv/bin/python bench/noisy_neighbor.py [--seconds 20] [--flood 16]``.
 """
 
 from __future__ import annotations
@@ -106,8 +108,10 @@ async def scenario(make_send, rate: float, seconds: float, concurrency: int, pol
     }
 
 
-def run_warden(rate: float, seconds: float, concurrency: int, image: bytes, polite: bool) -> dict[str, object]:
-    with warden_server() as (url, data_dir):
+def run_warden(
+    rate: float, seconds: float, concurrency: int, image: bytes, polite: bool, *, headroom: int = 0
+) -> dict[str, object]:
+    with warden_server({"WARDEN_HEADROOM": str(headroom)}) as (url, data_dir):
         keys = {}
         for tenant in ("a", "b"):
             warden(data_dir, "tenant", "create", tenant, "--max-queue", "4")
@@ -132,7 +136,9 @@ def run_warden(rate: float, seconds: float, concurrency: int, image: bytes, poli
         return asyncio.run(scenario(make_send, rate, seconds, concurrency, polite))
 
 
-def run_naive(rate: float, seconds: float, concurrency: int, image: bytes, polite: bool) -> dict[str, object]:
+def run_naive(
+    rate: float, seconds: float, concurrency: int, image: bytes, polite: bool, *, headroom: int = 0
+) -> dict[str, object]:
     port = free_port()
     process = subprocess.Popen(
         [
@@ -183,16 +189,24 @@ def main() -> None:
     rate = 0.2 * cap
     concurrency = args.flood or max(16, round(5 * cap))
     print(f"capacity {cap:.2f} images/s; B at {rate:.2f}/s (Poisson), A keeps {concurrency} in flight", flush=True)
-    runs = [("warden", run_warden, False), ("warden", run_warden, True), ("naive", run_naive, False)]
-    for name, runner, polite in runs:
-        figures = runner(rate, args.seconds, concurrency, image, polite)
+    runs = [
+        ("warden", run_warden, False, 0),
+        ("warden", run_warden, True, 0),
+        ("warden", run_warden, False, 1),
+        ("warden", run_warden, True, 1),
+        ("naive", run_naive, False, 0),
+    ]
+    for name, runner, polite, headroom in runs:
+        figures = runner(rate, args.seconds, concurrency, image, polite, headroom=headroom)
         flooder = "honours Retry-After" if polite else "retries at once"
-        print(f"{name:>7} (A {flooder}): " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
+        label = f"{name:>7} headroom {headroom} (A {flooder})"
+        print(f"{label}: " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
         emit(
             {
                 "bench": "noisy_neighbor",
                 "server": name,
                 "flooder": flooder,
+                "headroom": headroom,
                 "capacity_images_s": round(cap, 2),
                 "b_rate": round(rate, 2),
                 "a_in_flight": concurrency,

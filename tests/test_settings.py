@@ -31,6 +31,9 @@ def test_when_variables_and_overrides_are_given_then_overrides_win(monkeypatch: 
         ("WARDEN_THREADS", "many", "threads"),
         ("WARDEN_PORT", "70000", "port"),
         ("WARDEN_MAX_IMAGE_BYTES", "0", "max_image_bytes"),
+        ("WARDEN_HEADROOM", "-1", "headroom"),
+        ("WARDEN_CACHE_SECONDS", "-0.5", "cache_seconds"),
+        ("WARDEN_CACHE_SECONDS", "nan", "cache_seconds"),
     ],
 )
 def test_when_a_variable_is_unknown_or_invalid_then_start_up_stops_naming_it(
@@ -47,3 +50,11 @@ def test_the_secret_key_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "s" * 40 not in repr(settings)
     assert settings.secret_key is not None
     assert settings.secret_key.get_secret_value() == "s" * 40
+
+
+@pytest.mark.parametrize(("workers", "headroom"), [(1, 1), (2, 2), (4, 9)])
+def test_headroom_must_leave_a_shared_worker(monkeypatch: pytest.MonkeyPatch, workers: int, headroom: int) -> None:
+    monkeypatch.setenv("WARDEN_WORKERS", str(workers))
+    monkeypatch.setenv("WARDEN_HEADROOM", str(headroom))
+    with pytest.raises(InvalidArgument, match=r"headroom \(\d+\) must be below workers"):
+        load_settings()

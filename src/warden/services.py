@@ -32,7 +32,7 @@ def open_services(settings: Settings) -> Services:
     db.migrate()
     configured = settings.secret_key.get_secret_value() if settings.secret_key is not None else None
     secret = load_server_secret(settings.data_dir, configured)
-    tenants = TenantService(db, secret)
+    tenants = TenantService(db, secret, cache_seconds=settings.cache_seconds)
     verifier = None
     if settings.jwt_issuer is not None:
         verifier = JwtVerifier.from_files(
@@ -49,6 +49,8 @@ def open_services(settings: Settings) -> Services:
         settings=settings,
         db=db,
         tenants=tenants,
-        registry=ModelRegistry(db, BlobStore(settings.data_dir / "blobs"), settings.max_model_bytes),
+        registry=ModelRegistry(
+            db, BlobStore(settings.data_dir / "blobs"), settings.max_model_bytes, cache_seconds=settings.cache_seconds
+        ),
         authenticator=Authenticator(tenants, verifier),
     )

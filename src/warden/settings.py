@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from warden.errors import InvalidArgument
@@ -53,6 +53,19 @@ class Settings(BaseSettings):
         ge=1,
         description="Inference workers of the fair scheduler (default: one per CPU core).",
     )
+    headroom: int = Field(
+        default=0,
+        ge=0,
+        description="Workers kept free for other tenants while more than one tenant is active, so a flood "
+        "from one cannot make another wait for a running job (must be below WARDEN_WORKERS; 0: off).",
+    )
+    cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long a key lookup and a model resolution are reused without a database query; "
+        "bounds how long a change made by another process (the CLI, another replica) goes unseen. 0: off.",
+    )
     model_memory_budget: int | None = Field(
         default=None, ge=1, description="Bytes of model sessions kept resident (LRU beyond); default unlimited."
     )
@@ -78,6 +91,12 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `warden serve` listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `warden serve` listens on.")
+
+    @model_validator(mode="after")
+    def _headroom_leaves_a_worker(self) -> Settings:
+        if self.headroom >= self.workers:
+            raise ValueError(f"headroom ({self.headroom}) must be below workers ({self.workers})")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

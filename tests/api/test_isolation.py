@@ -465,6 +465,9 @@ ADMIN_ROUTES = [
     AdminRoute("issue key", "POST", "/admin/tenants/{tenant}/keys", json={"scope": "detect"}),
     AdminRoute("list models", "GET", "/admin/tenants/{tenant}/models"),
     AdminRoute("set alias", "PUT", "/admin/tenants/{tenant}/models/tiny/aliases/stable", json={"version": 1}),
+    AdminRoute(
+        "set batching", "PUT", "/admin/tenants/{tenant}/models/tiny/versions/1/batching", json={"max_batch_size": None}
+    ),
     AdminRoute("push model", "POST", "/admin/tenants/{tenant}/models/tiny", changes_state=True, upload=True),
     AdminRoute("remove model", "DELETE", "/admin/tenants/{tenant}/models/tiny", changes_state=True),
     AdminRoute("suspend tenant", "POST", "/admin/tenants/{tenant}/suspend", operator_only=True, changes_state=True),

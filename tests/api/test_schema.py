@@ -126,6 +126,11 @@ OPERATIONS = (
         "/admin/tenants/{name}/models/{model}/aliases/{alias}",
         {"name": "alpha", "model": "tiny", "alias": "stable"},
     ),
+    Operation(
+        "PUT",
+        "/admin/tenants/{name}/models/{model}/versions/{version}/batching",
+        {"name": "alpha", "model": "tiny", "version": "1"},
+    ),
     # Destructive: last, and on the scratch tenant, so the runs before them see the world intact.
     Operation("POST", "/admin/tenants/{name}/suspend", {"name": SCRATCH}),
     Operation("DELETE", "/admin/keys/{key_id}", {"key_id": "{scratch_key}"}),

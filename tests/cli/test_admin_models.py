@@ -36,7 +36,8 @@ def test_the_model_lifecycle_with_json_output(warden_on_each_backend: Warden, mo
     [listed] = warden.json("model", "list", "acme")
     assert list(listed) == ["name", "versions", "aliases"]
     assert listed["name"] == "pets"
-    assert [list(v) for v in listed["versions"]] == [["version", "sha256", "size_bytes", "created_at"]] * 2
+    fields = ["version", "sha256", "size_bytes", "created_at", "max_batch_size", "max_queue_delay_ms"]
+    assert [list(v) for v in listed["versions"]] == [fields] * 2
     assert [(v["version"], v["sha256"], v["size_bytes"]) for v in listed["versions"]] == [
         (1, sha1, first.stat().st_size),
         (2, sha2, second.stat().st_size),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from warden.api.auth import Admin
@@ -19,6 +19,7 @@ from warden.api.schemas import (
     AdminModelOut,
     AliasIn,
     AliasOut,
+    BatchingIn,
     IssuedKeyOut,
     KeyIn,
     KeyOut,
@@ -29,7 +30,8 @@ from warden.api.schemas import (
     error_responses,
 )
 from warden.errors import Forbidden, TenantNotFound
-from warden.registry import ModelView
+from warden.registry import BatchSettings, ModelView
+from warden.registry.service import MAX_BATCH_SIZE, MAX_QUEUE_DELAY_MS
 from warden.services import Services
 from warden.tenancy import KeyView, Principal, Scope, TenantView
 
@@ -77,7 +79,14 @@ def _model_out(view: ModelView) -> AdminModelOut:
     return AdminModelOut(
         name=view.name,
         versions=[
-            VersionOut(version=v.version, sha256=v.sha256, size_bytes=v.size_bytes, created_at=v.created_at.isoformat())
+            VersionOut(
+                version=v.version,
+                sha256=v.sha256,
+                size_bytes=v.size_bytes,
+                created_at=v.created_at.isoformat(),
+                max_batch_size=v.batching.max_batch_size,
+                max_queue_delay_ms=v.batching.max_queue_delay_ms,
+            )
             for v in view.versions
         ],
         aliases={k: AliasOut(version=a.version, weight=a.weight) for k, a in view.aliases.items()},
@@ -203,13 +212,18 @@ async def push_model(
     caller: Admin,
     alias: Annotated[str | None, Query(pattern="^(stable|canary)$")] = None,
     canary_weight: Annotated[int | None, Query(ge=0, le=100)] = None,
+    max_batch_size: Annotated[int | None, Query(ge=1, le=MAX_BATCH_SIZE)] = None,
+    max_queue_delay_ms: Annotated[float | None, Query(ge=0, le=MAX_QUEUE_DELAY_MS)] = None,
 ) -> PushOut:
     """Validate and store the ONNX file in the body as the next version of ``model``."""
     tenant_id = await _tenant_id(request, caller, name)
     services = _services(request)
     data = await read_body(request, services.settings.max_model_bytes)
+    batching = BatchSettings(max_batch_size, max_queue_delay_ms)
     pushed = await run_in_threadpool(
-        lambda: services.registry.push(tenant_id, model, data, alias=alias, canary_weight=canary_weight)
+        lambda: services.registry.push(
+            tenant_id, model, data, alias=alias, canary_weight=canary_weight, batching=batching
+        )
     )
     return PushOut(name=pushed.name, version=pushed.version, sha256=pushed.sha256)
 
@@ -237,6 +251,28 @@ async def set_alias(name: str, model: str, alias: str, body: AliasIn, request: R
     tenant_id = await _tenant_id(request, caller, name)
     registry = _services(request).registry
     await run_in_threadpool(lambda: registry.set_alias(tenant_id, model, alias, body.version, body.weight))
+    return _model_out(await run_in_threadpool(registry.get_model, tenant_id, model))
+
+
+@router.put(
+    "/tenants/{name}/models/{model}/versions/{version}/batching",
+    response_model=AdminModelOut,
+    responses=error_responses(400, 401, 403, 404),
+    summary="Set a version's dynamic batching",
+)
+async def set_batching(
+    name: str,
+    model: str,
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
+    body: BatchingIn,
+    request: Request,
+    caller: Admin,
+) -> AdminModelOut:
+    """``max_batch_size`` and ``max_queue_delay_ms``; nulls go back to the server's choice."""
+    tenant_id = await _tenant_id(request, caller, name)
+    registry = _services(request).registry
+    batching = BatchSettings(body.max_batch_size, body.max_queue_delay_ms)
+    await run_in_threadpool(lambda: registry.set_batching(tenant_id, model, version, batching))
     return _model_out(await run_in_threadpool(registry.get_model, tenant_id, model))
 
 

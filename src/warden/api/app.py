@@ -32,6 +32,7 @@ def create_app(services: Services, engine: DetectionEngine | None = None) -> Fas
                 threads=settings.threads,
                 device=settings.device,
                 memory_budget=settings.model_memory_budget,
+                headroom=settings.headroom,
             ),
         )
 

@@ -12,7 +12,6 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from warden.errors import Forbidden, Unauthenticated
-from warden.services import Services
 from warden.tenancy import Principal, Scope
 
 _MAX_CREDENTIAL = 4096
@@ -44,13 +43,15 @@ async def principal(
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
     _api_key: Annotated[str | None, Security(_API_KEY)],
 ) -> Principal:
-    """Authenticate the request (the lookup runs off the event loop).
+    """Authenticate the request (a database lookup runs off the event loop; a fresh cached one needs none).
 
     The two security dependencies only declare the schemes in the OpenAPI schema;
     :func:`credential` reads the headers itself so that every malformed form is refused alike.
     """
-    services: Services = request.app.state.services
-    return await run_in_threadpool(services.authenticator.authenticate, credential(request))
+    authenticator = request.app.state.services.authenticator
+    presented = credential(request)
+    cached = authenticator.cached(presented)
+    return cached if cached is not None else await run_in_threadpool(authenticator.authenticate, presented)
 
 
 async def tenant_caller(caller: Annotated[Principal, Depends(principal)]) -> Principal:

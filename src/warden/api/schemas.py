@@ -6,6 +6,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, Field
 
+from warden.registry.service import MAX_BATCH_SIZE, MAX_QUEUE_DELAY_MS
 from warden.tenancy.service import NAME_PATTERN
 
 MAX_VERSION: Final = 2**31 - 1
@@ -140,6 +141,17 @@ class VersionOut(BaseModel):
     sha256: str
     size_bytes: int
     created_at: str
+    max_batch_size: int | None = Field(default=None, description="Images per run; null: the server's choice.")
+    max_queue_delay_ms: float | None = Field(
+        default=None, description="How long a request may wait for its batch to fill; null: the server's choice."
+    )
+
+
+class BatchingIn(BaseModel):
+    """A version's dynamic batching; a null field goes back to the server's choice (off on CPU, on for GPU)."""
+
+    max_batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)
+    max_queue_delay_ms: float | None = Field(default=None, ge=0, le=MAX_QUEUE_DELAY_MS)
 
 
 class AdminModelOut(BaseModel):

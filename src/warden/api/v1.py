@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from warden.api.auth import Admitted, Caller
 from warden.api.body import read_image, request_deadline, unless_disconnected
+from warden.api.resolve import resolve_model
 from warden.api.schemas import AliasOut, DetectResponse, ModelOut, ModelsResponse, error_responses
 from warden.detection.model import MAX_DETECTIONS
 from warden.services import Services
@@ -54,9 +55,8 @@ async def detect(
     ] = None,
 ) -> DetectResponse:
     """Run the caller's model ``name`` on the image in the body; the image is never stored."""
-    services: Services = request.app.state.services
     engine: DetectionEngine = request.app.state.engine
-    resolved = await run_in_threadpool(services.registry.resolve, caller.tenant(), name)
+    resolved = await resolve_model(request, caller.tenant(), name)
     data = await read_image(request, engine.image_limits(caller).max_bytes)
     deadline = request_deadline(request, timeout_ms)
     times = StageTimes()

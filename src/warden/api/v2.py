@@ -30,6 +30,7 @@ from warden.api.oip import (
     encode_response,
     parse_request,
 )
+from warden.api.resolve import resolve_model
 from warden.detection import Detections
 from warden.detection.model import MAX_DETECTIONS
 from warden.errors import InvalidArgument, ModelNotFound
@@ -142,13 +143,12 @@ async def server_metadata() -> dict[str, Any]:
 
 
 async def _resolve(request: Request, caller: Caller, name: str, version: str | None) -> ResolvedModel:
-    services: Services = request.app.state.services
     number = None
     if version is not None:
         number = parse_version(version)
         if number is None:
             raise ModelNotFound(f"model {name!r} has no version {version!r}")
-    return await run_in_threadpool(services.registry.resolve, caller.tenant(), name, number)
+    return await resolve_model(request, caller.tenant(), name, number)
 
 
 def _metadata(resolved: ResolvedModel) -> dict[str, Any]:

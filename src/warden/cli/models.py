@@ -12,12 +12,22 @@ from rich.table import Table
 
 from warden.cli.common import AsJson, console, emit_json, iso, opened, short_time
 from warden.errors import InvalidArgument, PayloadTooLarge
-from warden.registry import CANARY, ModelView, parse_reference
+from warden.registry import CANARY, BatchSettings, ModelView, parse_reference
 from warden.tenancy import check_name
 
 model_app = typer.Typer(help="Push, list and remove a tenant's ONNX detection models.", no_args_is_help=True)
 
 Tenant = Annotated[str, typer.Argument(help="Tenant owning the models.", show_default=False)]
+MaxBatchSize = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N", help="Batch up to N images of concurrent requests per run (default: off on CPU, 8 on GPU)."
+    ),
+]
+MaxQueueDelay = Annotated[
+    float | None,
+    typer.Option(metavar="MS", help="How long a request may wait for its batch to fill (default: 0 on CPU, 2 on GPU)."),
+]
 
 
 def model_record(model: ModelView) -> dict[str, Any]:
@@ -25,7 +35,14 @@ def model_record(model: ModelView) -> dict[str, Any]:
     return {
         "name": model.name,
         "versions": [
-            {"version": v.version, "sha256": v.sha256, "size_bytes": v.size_bytes, "created_at": iso(v.created_at)}
+            {
+                "version": v.version,
+                "sha256": v.sha256,
+                "size_bytes": v.size_bytes,
+                "created_at": iso(v.created_at),
+                "max_batch_size": v.batching.max_batch_size,
+                "max_queue_delay_ms": v.batching.max_queue_delay_ms,
+            }
             for v in model.versions
         ],
         "aliases": {alias: {"version": a.version, "weight": a.weight} for alias, a in sorted(model.aliases.items())},
@@ -44,15 +61,21 @@ def push(
     canary_weight: Annotated[
         int | None, typer.Option(metavar="PERCENT", help="With --alias canary: its share of requests, 0-100.")
     ] = None,
+    max_batch_size: MaxBatchSize = None,
+    max_queue_delay_ms: MaxQueueDelay = None,
     as_json: AsJson = False,
 ) -> None:
     """Validate a model file and store it as the next version of NAME."""
+    batching = BatchSettings(max_batch_size, max_queue_delay_ms)
     with opened(ctx) as services:
         tenant_id = services.tenants.tenant_id(tenant)
         check_name("model", name)
+        batching.check({})
         data = _read_model(path, services.settings.max_model_bytes)
         with _busy(as_json, f"validating {path.name}"):
-            pushed = services.registry.push(tenant_id, name, data, alias=alias, canary_weight=canary_weight)
+            pushed = services.registry.push(
+                tenant_id, name, data, alias=alias, canary_weight=canary_weight, batching=batching
+            )
     if as_json:
         emit_json({"name": pushed.name, "version": pushed.version, "sha256": pushed.sha256})
         return
@@ -79,6 +102,37 @@ def list_(ctx: typer.Context, tenant: Tenant, as_json: AsJson = False) -> None:
             created = short_time(v.created_at)
             table.add_row(model.name, str(v.version), aliases, v.sha256[:12], str(v.size_bytes), created)
     console().print(table)
+
+
+@model_app.command("batching")
+def batching_(
+    ctx: typer.Context,
+    tenant: Tenant,
+    reference: Annotated[str, typer.Argument(metavar="NAME:VERSION", help="One version.", show_default=False)],
+    max_batch_size: MaxBatchSize = None,
+    max_queue_delay_ms: MaxQueueDelay = None,
+    as_json: AsJson = False,
+) -> None:
+    """Set a version's dynamic batching; an option left out goes back to the server's choice."""
+    batching = BatchSettings(max_batch_size, max_queue_delay_ms)
+    with opened(ctx) as services:
+        name, version = parse_reference(reference)
+        if version is None:
+            raise InvalidArgument(f"name a version: {name}:VERSION")
+        services.registry.set_batching(services.tenants.tenant_id(tenant), name, version, batching)
+    if as_json:
+        emit_json(
+            {
+                "name": name,
+                "version": version,
+                "max_batch_size": max_batch_size,
+                "max_queue_delay_ms": max_queue_delay_ms,
+            }
+        )
+        return
+    size = "server default" if max_batch_size is None else str(max_batch_size)
+    delay = "server default" if max_queue_delay_ms is None else f"{max_queue_delay_ms:g} ms"
+    console().print(f"Batching of {name} version {version}: max batch {size}, max queue delay {delay}.", markup=False)
 
 
 @model_app.command("rm")

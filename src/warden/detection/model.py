@@ -155,7 +155,7 @@ class DetectionModel:
         classes: Sequence[int] | None = None,
     ) -> list[Detections]:
         """Detect objects in already-decoded RGB images, batching as the model allows."""
-        _check_thresholds(conf, iou, max_det)
+        check_thresholds(conf, iou, max_det)
         wanted = None if classes is None else frozenset(int(c) for c in classes)
         results: list[Detections] = []
         for start in range(0, len(rgbs), self.batch_capacity):
@@ -336,7 +336,8 @@ def _input_size(
     return (size[0], size[1]), True
 
 
-def _check_thresholds(conf: float, iou: float, max_det: int) -> None:
+def check_thresholds(conf: float, iou: float, max_det: int) -> None:
+    """Refuse a confidence or IoU threshold outside [0, 1], or a non-positive ``max_det``."""
     if not 0.0 <= conf <= 1.0:
         raise InvalidArgument(f"conf must be between 0 and 1, got {conf}")
     if not 0.0 <= iou <= 1.0:

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from warden.caching import FreshCache
 from warden.errors import Conflict, InvalidArgument, ModelNotFound
 from warden.registry.blobs import BlobStore
 from warden.registry.validation import info_to_json, validate_model
@@ -30,6 +31,34 @@ ALIASES: Final = (STABLE, CANARY)
 _PUSH_ATTEMPTS: Final = 3
 MAX_VERSION: Final = 2**31 - 1
 """The largest version number (the databases' integer)."""
+MAX_BATCH_SIZE: Final = 256
+"""The largest ``max_batch_size`` a version may ask for."""
+MAX_QUEUE_DELAY_MS: Final = 1000.0
+"""The longest a request may wait for its batch to fill."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSettings:
+    """A version's dynamic batching: images per run and how long a request may wait for others.
+
+    ``None`` leaves the choice to the server (off on CPU, on for GPU providers).
+    """
+
+    max_batch_size: int | None = None
+    max_queue_delay_ms: float | None = None
+
+    def check(self, info: dict[str, Any]) -> None:
+        """Refuse values out of range, or batching of a model whose batch dimension is fixed."""
+        size, delay = self.max_batch_size, self.max_queue_delay_ms
+        if size is not None and not 1 <= size <= MAX_BATCH_SIZE:
+            raise InvalidArgument(f"max_batch_size must be 1-{MAX_BATCH_SIZE}, got {size}")
+        if delay is not None and not 0.0 <= delay <= MAX_QUEUE_DELAY_MS:  # also refuses NaN
+            raise InvalidArgument(f"max_queue_delay_ms must be 0-{MAX_QUEUE_DELAY_MS:g}, got {delay}")
+        if size is not None and size > 1 and info.get("batch") is not None:
+            raise InvalidArgument(
+                f"the model's batch dimension is fixed at {info['batch']}: export it with a dynamic batch "
+                "to batch requests together"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +78,7 @@ class VersionView:
     sha256: str
     size_bytes: int
     created_at: datetime
+    batching: BatchSettings = BatchSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +99,18 @@ class ModelView:
 
 
 @dataclass(frozen=True, slots=True)
+class _Choice:
+    """What a request for a model may be served by: the canary (with its weight in percent) or the default."""
+
+    default: ResolvedModel
+    canary: ResolvedModel | None = None
+    weight: int = 0
+
+    def pick(self, roll: float) -> ResolvedModel:
+        return self.canary if self.canary is not None and roll * 100 < self.weight else self.default
+
+
+@dataclass(frozen=True, slots=True)
 class ResolvedModel:
     """The version a request is served by, with what validation learnt about it."""
 
@@ -76,6 +118,7 @@ class ResolvedModel:
     version: int
     sha256: str
     info: dict[str, Any]
+    batching: BatchSettings = BatchSettings()
 
 
 class ModelRegistry:
@@ -87,11 +130,13 @@ class ModelRegistry:
         blobs: BlobStore,
         max_model_bytes: int,
         roll: Callable[[], float] = random.random,
+        cache_seconds: float = 1.0,
     ) -> None:
         self._db = db
         self.blobs = blobs
         self._max_bytes = max_model_bytes
         self._roll = roll
+        self._choices: FreshCache[tuple[int, str, int | None], _Choice] = FreshCache(cache_seconds)
 
     def push(
         self,
@@ -101,13 +146,16 @@ class ModelRegistry:
         *,
         alias: str | None = None,
         canary_weight: int | None = None,
+        batching: BatchSettings = BatchSettings(),
     ) -> PushResult:
         """Validate and store a new version of ``name``; optionally point an alias at it."""
         check_name("model", name)
         _check_alias(alias, canary_weight)
+        batching.check({})
         if alias == CANARY and canary_weight is None:
             self._require_existing_canary(tenant_id, name)
         info = info_to_json(validate_model(data, self._max_bytes))
+        batching.check(info)
         digest = self.blobs.put(data)
         for attempt in range(_PUSH_ATTEMPTS):
             try:
@@ -119,11 +167,13 @@ class ModelRegistry:
                     info=info,
                     alias=alias,
                     canary_weight=canary_weight,
+                    batching=batching,
                 )
             except IntegrityError:
                 if attempt == _PUSH_ATTEMPTS - 1:
                     raise Conflict(f"model {name!r} is being changed concurrently; try again") from None
                 continue
+            self._choices.clear()
             # A garbage collection running between put and commit may have taken the blob: put it back.
             if not self.blobs.exists(digest):
                 self.blobs.put(data)
@@ -140,6 +190,7 @@ class ModelRegistry:
         info: dict[str, Any],
         alias: str | None,
         canary_weight: int | None,
+        batching: BatchSettings,
     ) -> PushResult:
         with self._db.session() as session:
             model = session.scalar(select(Model).where(Model.tenant_id == tenant_id, Model.name == name))
@@ -155,6 +206,8 @@ class ModelRegistry:
                 size_bytes=len(data),
                 info=info,
                 created_at=utcnow(),
+                max_batch_size=batching.max_batch_size,
+                max_queue_delay_ms=batching.max_queue_delay_ms,
             )
             session.add(row)
             session.flush()
@@ -176,6 +229,15 @@ class ModelRegistry:
             model = _model(session, tenant_id, name)
             row = _version(session, model, name, version)
             _point(session, model.id, alias, row.id, canary_weight)
+        self._choices.clear()
+
+    def set_batching(self, tenant_id: int, name: str, version: int, batching: BatchSettings) -> None:
+        """Change a version's dynamic batching (``None`` fields go back to the server's choice)."""
+        with self._db.session() as session:
+            row = _version(session, _model(session, tenant_id, name), name, version)
+            batching.check(row.info)
+            row.max_batch_size, row.max_queue_delay_ms = batching.max_batch_size, batching.max_queue_delay_ms
+        self._choices.clear()
 
     def list_models(self, tenant_id: int) -> list[ModelView]:
         """The tenant's models, by name, with versions and aliases."""
@@ -200,14 +262,28 @@ class ModelRegistry:
                 remaining = session.scalar(select(func.count()).where(ModelVersion.model_id == model.id))
                 if not remaining:
                     session.delete(model)
+        self._choices.clear()
         self.collect_garbage()
 
     def resolve(self, tenant_id: int, name: str, version: int | None = None) -> ResolvedModel:
         """The version serving a request: the one asked for, else canary (by weight) or stable, else the newest."""
+        cached = self.resolve_cached(tenant_id, name, version)
+        if cached is not None:
+            return cached
+        generation = self._choices.generation()
         with self._db.session() as session:
             model = _model(session, tenant_id, name)
-            row = self._choose(session, model) if version is None else _version(session, model, name, version)
-            return ResolvedModel(name=name, version=row.version, sha256=row.sha256, info=row.info)
+            if version is not None:
+                choice = _Choice(_resolved(name, _version(session, model, name, version)))
+            else:
+                choice = _choice(session, model)
+        self._choices.put((tenant_id, name, version), choice, generation)
+        return choice.pick(self._roll())
+
+    def resolve_cached(self, tenant_id: int, name: str, version: int | None = None) -> ResolvedModel | None:
+        """:meth:`resolve` from a lookup less than a cache lifetime old (no database work), else ``None``."""
+        choice = self._choices.get((tenant_id, name, version))
+        return None if choice is None else choice.pick(self._roll())
 
     def collect_garbage(self) -> set[str]:
         """Delete blobs no version references; returns their digests."""
@@ -217,22 +293,6 @@ class ModelRegistry:
         for digest in orphans:
             self.blobs.delete(digest)
         return orphans
-
-    def _choose(self, session: Session, model: Model) -> ModelVersion:
-        aliases = {a.alias: a for a in session.scalars(select(ModelAlias).where(ModelAlias.model_id == model.id))}
-        canary = aliases.get(CANARY)
-        chosen = None
-        if canary is not None and self._roll() * 100 < canary.weight:
-            chosen = canary.version_id
-        elif STABLE in aliases:
-            chosen = aliases[STABLE].version_id
-        query = select(ModelVersion).where(ModelVersion.model_id == model.id)
-        if chosen is not None:
-            query = query.where(ModelVersion.id == chosen)
-        row = session.scalar(query.order_by(ModelVersion.version.desc()).limit(1))
-        if row is None:  # pragma: no cover - a model row always has a version
-            raise ModelNotFound(f"model {model.name!r} not found")
-        return row
 
 
 def parse_version(text: str) -> int | None:
@@ -298,6 +358,31 @@ def _model_view(session: Session, model: Model) -> ModelView:
     aliases = session.scalars(select(ModelAlias).where(ModelAlias.model_id == model.id)).all()
     return ModelView(
         name=model.name,
-        versions=[VersionView(v.version, v.sha256, v.size_bytes, v.created_at) for v in versions],
+        versions=[VersionView(v.version, v.sha256, v.size_bytes, v.created_at, _batching(v)) for v in versions],
         aliases={a.alias: AliasView(by_id[a.version_id], a.weight) for a in aliases},
     )
+
+
+def _batching(row: ModelVersion) -> BatchSettings:
+    return BatchSettings(row.max_batch_size, row.max_queue_delay_ms)
+
+
+def _resolved(name: str, row: ModelVersion) -> ResolvedModel:
+    return ResolvedModel(name=name, version=row.version, sha256=row.sha256, info=row.info, batching=_batching(row))
+
+
+def _choice(session: Session, model: Model) -> _Choice:
+    """The canary and its weight, and the default: the stable version, else the newest."""
+    aliases = {a.alias: a for a in session.scalars(select(ModelAlias).where(ModelAlias.model_id == model.id))}
+    if STABLE in aliases:
+        default = session.get(ModelVersion, aliases[STABLE].version_id)
+    else:
+        newest = select(ModelVersion).where(ModelVersion.model_id == model.id).order_by(ModelVersion.version.desc())
+        default = session.scalar(newest.limit(1))
+    if default is None:  # pragma: no cover - a model row always has a version, an alias a target
+        raise ModelNotFound(f"model {model.name!r} not found")
+    canary = aliases.get(CANARY)
+    target = session.get(ModelVersion, canary.version_id) if canary is not None else None
+    if canary is None or target is None:
+        return _Choice(_resolved(model.name, default))
+    return _Choice(_resolved(model.name, default), _resolved(model.name, target), canary.weight)

@@ -10,47 +10,43 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import onnxruntime as ort
 
-from warden.detection import DetectionModel, Detections, ImageLimits, decode_image
+from warden.detection import DetectionModel, Detections, ImageLimits
+from warden.detection.providers import CPU, providers_for
 from warden.registry import BlobStore, ResolvedModel
 from warden.serving.admission import Admission
+from warden.serving.batching import DetectRequest, StageTimes, detect_many
 from warden.serving.residency import Residency
-from warden.serving.scheduler import Scheduler, TenantShare
+from warden.serving.scheduler import Batching, Scheduler, TenantShare
 from warden.tenancy import DEDICATED, Principal
 
 T = TypeVar("T")
 
-
-@dataclass(slots=True)
-class StageTimes:
-    """Seconds a request spent queued, decoding and in the model (pre- and postprocessing included)."""
-
-    queue: float = 0.0
-    decode: float = 0.0
-    inference: float = 0.0
-
-    def server_timing(self) -> str:
-        """The W3C ``Server-Timing`` header value, in milliseconds."""
-        return ", ".join(
-            f"{name};dur={seconds * 1000:.3f}"
-            for name, seconds in (("queue", self.queue), ("decode", self.decode), ("inference", self.inference))
-        )
+GPU_BATCH_SIZE: Final = 8
+"""Images per run for a dynamic-batch model on a GPU provider when its version does not say."""
+GPU_QUEUE_DELAY_MS: Final = 2.0
+"""How long a request waits for its batch to fill on a GPU provider when its version does not say."""
 
 
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
-    """How the engine uses the machine: workers, ONNX Runtime threads per session, device, memory budget."""
+    """How the engine uses the machine: workers, ONNX Runtime threads per session, device, memory budget.
+
+    ``headroom``: shared workers kept free for other tenants while more than one is active.
+    """
 
     workers: int = max(1, os.cpu_count() or 1)
     threads: int | None = 1
     device: str = "cpu"
     memory_budget: int | None = None
+    headroom: int = 0
 
 
 class DetectionEngine:
@@ -67,8 +63,10 @@ class DetectionEngine:
         self.admission = admission
         self._blobs = blobs
         self._options = options
-        self.scheduler = Scheduler(options.workers)
+        self.scheduler = Scheduler(options.workers, headroom=options.headroom)
         self.residency: Residency[DetectionModel] = Residency(self._load, options.memory_budget)
+        self.gpu = providers_for(options.device, ort.get_available_providers())[0][0] != CPU
+        """Whether sessions run on a GPU provider (where batching is on unless a version says otherwise)."""
         self._closed = False
 
     def admit(self, caller: Principal) -> None:
@@ -97,18 +95,32 @@ class DetectionEngine:
         times: StageTimes | None = None,
     ) -> list[Detections]:
         """Decode and detect ``images`` with the resolved version, as one fairly scheduled job."""
-        limits = self.image_limits(caller)
-        spent = times or StageTimes()
+        request = DetectRequest(images, self.image_limits(caller), conf, iou, max_det, times or StageTimes())
+        size, delay = self.batching(resolved)
+        if size > 1:
+            return await self._run_batched(caller, resolved, request, size, delay, deadline=deadline)
 
         def work(model: DetectionModel) -> list[Detections]:
-            start = time.perf_counter()
-            rgbs = [decode_image(data, limits) for data in images]
-            decoded = time.perf_counter()
-            found = model.detect_rgb(rgbs, conf=conf, iou=iou, max_det=max_det)
-            spent.decode, spent.inference = decoded - start, time.perf_counter() - decoded
-            return found
+            (outcome,) = detect_many(model, [request])
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
 
-        return await self._run(caller, resolved, work, deadline=deadline, cost=len(images), times=spent)
+        return await self._run(caller, resolved, work, deadline=deadline, cost=len(images), times=request.times)
+
+    def batching(self, resolved: ResolvedModel) -> tuple[int, float]:
+        """The version's ``(max_batch_size, max_queue_delay_seconds)``: its own settings, else the device's default.
+
+        Off (size 1) on CPU unless the version asks, on for GPU providers; never for a fixed-batch model.
+        """
+        if resolved.info.get("batch") is not None:
+            return 1, 0.0
+        settings = resolved.batching
+        size = settings.max_batch_size or (GPU_BATCH_SIZE if self.gpu else 1)
+        delay = settings.max_queue_delay_ms
+        if delay is None:
+            delay = GPU_QUEUE_DELAY_MS if self.gpu else 0.0
+        return size, delay / 1000
 
     async def infer_raw(
         self, caller: Principal, resolved: ResolvedModel, tensor: npt.NDArray[Any], deadline: float | None = None
@@ -158,13 +170,38 @@ class DetectionEngine:
             with self.residency.use(resolved.sha256, dedicated) as model:
                 return work(model)
 
-        share = TenantShare(
-            weight=quota.weight,
-            max_concurrency=quota.max_concurrency,
-            max_queue=quota.max_queue,
-            dedicated=dedicated is not None,
-        )
+        share = _share(caller, dedicated)
         return await self.scheduler.run(_tenant_key(caller), job, share=share, deadline=deadline, cost=max(cost, 1.0))
+
+    async def _run_batched(
+        self,
+        caller: Principal,
+        resolved: ResolvedModel,
+        request: DetectRequest,
+        size: int,
+        delay: float,
+        *,
+        deadline: float | None,
+    ) -> list[Detections]:
+        dedicated = caller.tenant_name if caller.quota.isolation == DEDICATED else None
+
+        def run(requests: Sequence[DetectRequest]) -> list[list[Detections] | BaseException]:
+            started = time.perf_counter()
+            for queued in requests:
+                queued.times.queue = started - queued.submitted
+            with self.residency.use(resolved.sha256, dedicated) as model:
+                return detect_many(model, requests)
+
+        policy = Batching(key=(resolved.sha256, dedicated), max_size=size, max_delay=delay, run=run)
+        found: list[Detections] = await self.scheduler.run_batched(
+            _tenant_key(caller),
+            request,
+            policy,
+            share=_share(caller, dedicated),
+            deadline=deadline,
+            cost=max(len(request.images), 1),
+        )
+        return found
 
     def _load(self, digest: str) -> tuple[DetectionModel, int]:
         data = self._blobs.read(digest)
@@ -178,3 +215,13 @@ class DetectionEngine:
 
 def _tenant_key(caller: Principal) -> str:
     return caller.tenant_name or "operator"
+
+
+def _share(caller: Principal, dedicated: str | None) -> TenantShare:
+    quota = caller.quota
+    return TenantShare(
+        weight=quota.weight,
+        max_concurrency=quota.max_concurrency,
+        max_queue=quota.max_queue,
+        dedicated=dedicated is not None,
+    )

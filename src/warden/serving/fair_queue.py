@@ -55,21 +55,33 @@ class FairQueue(Generic[T]):
         self._size += 1
         return entry
 
-    def pop(self, eligible: Callable[[str], bool] = lambda _: True) -> Entry[T] | None:
-        """Remove and return the fairest head among tenants ``eligible`` allows; ``None`` if none."""
+    def pop(
+        self,
+        eligible: Callable[[str], bool] = lambda _: True,
+        match: Callable[[Entry[T]], bool] | None = None,
+    ) -> Entry[T] | None:
+        """Remove and return the fairest entry among tenants ``eligible`` allows; ``None`` if none.
+
+        Without ``match`` each tenant offers its head; with it, its oldest entry that
+        ``match`` accepts (so a batch can gather one model's requests past others).
+        """
         best: Entry[T] | None = None
         for tenant, queue in self._queues.items():
             if not queue or not eligible(tenant):
                 continue
-            head = queue[0]
-            if best is None or (head.start, head.order) < (best.start, best.order):
+            head = queue[0] if match is None else next((e for e in queue if match(e)), None)
+            if head is not None and (best is None or (head.start, head.order) < (best.start, best.order)):
                 best = head
         if best is None:
             return None
-        self._queues[best.tenant].popleft()
+        queue = self._queues[best.tenant]
+        if queue[0] is best:
+            queue.popleft()
+        else:
+            queue.remove(best)
         self._size -= 1
         self._virtual = max(self._virtual, best.start)
-        if not self._queues[best.tenant]:
+        if not queue:
             del self._queues[best.tenant]
         return best
 

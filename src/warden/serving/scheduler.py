@@ -4,6 +4,12 @@ Requests wait in per-tenant queues (bounded by ``max_queue``); a worker takes th
 fairest head among tenants under their ``max_concurrency``. A request whose
 deadline passed while queued fails with ``DeadlineExceeded`` without running; a
 cancelled one (its client went away) leaves the queue and costs nothing.
+
+Work submitted with a :class:`Batching` policy may share one run with other
+queued work of the same key (one model version): the worker that takes the
+first such request gathers more, in fair order, up to ``max_size`` and for at
+most ``max_delay`` seconds, and hands their payloads to the policy's runner
+together.
 """
 
 from __future__ import annotations
@@ -11,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from warden.errors import DeadlineExceeded, OverCapacity
 from warden.serving.fair_queue import Entry, FairQueue
@@ -32,11 +38,28 @@ class TenantShare:
     dedicated: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """How queued work may share one run: equal ``key``s run together, up to ``max_size`` cost units.
+
+    ``run`` receives the payloads of one batch, in order, and returns one outcome
+    per payload: a result, or an exception instance that fails that payload only.
+    A worker waits at most ``max_delay`` seconds for a batch to fill.
+    """
+
+    key: Hashable
+    max_size: int
+    max_delay: float
+    run: Callable[[Sequence[Any]], Sequence[Any]]
+
+
 @dataclass(eq=False, slots=True)
 class _Job(Generic[T]):
-    work: Callable[[], T]
+    work: Callable[[], T] | None
     future: Future[T]
     deadline: float | None
+    payload: Any = None
+    batching: Batching | None = None
 
 
 class Ticket(Generic[T]):
@@ -53,21 +76,42 @@ class Ticket(Generic[T]):
 
 
 class Scheduler:
-    """Runs submitted work on ``workers`` threads in weighted-fair order across tenants."""
+    """Runs submitted work on ``workers`` threads in weighted-fair order across tenants.
+
+    With ``headroom`` > 0, while another tenant has submitted work in the last
+    ``active_window`` seconds no tenant may hold more than ``workers - headroom``
+    shared workers, so the others' next request finds a worker free instead of
+    waiting for a running job to end; a tenant alone still gets every worker.
+    """
 
     def __init__(
-        self, workers: int, *, clock: Callable[[], float] = time.monotonic, name: str = "warden-worker"
+        self,
+        workers: int,
+        *,
+        headroom: int = 0,
+        active_window: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        name: str = "warden-worker",
     ) -> None:
         if workers < 1:
             raise ValueError("at least one worker is needed")
+        if not 0 <= headroom < workers:
+            raise ValueError(f"headroom must leave at least one worker: 0 <= headroom < {workers}, got {headroom}")
+        self._headroom = headroom
+        self._window = active_window
+        self._workers = workers
+        self._seen: dict[str, float] = {}
         self._clock = clock
         self._queue: FairQueue[_Job[Any]] = FairQueue()
-        self._running: dict[str, int] = {}
+        self._running: dict[str, int] = {}  # requests in progress, for max_concurrency
+        self._holding: dict[str, int] = {}  # shared workers running some of the tenant's work, for headroom
         self._limits: dict[str, int | None] = {}
         self._cond = threading.Condition()
         self._stopping = False
         self._name = name
         self._dedicated: set[str] = set()
+        self._batches = 0
+        self._batched = 0
         self._threads = [
             threading.Thread(target=self._loop, args=(None,), name=f"{name}-{i}", daemon=True) for i in range(workers)
         ]
@@ -84,7 +128,24 @@ class Scheduler:
         cost: float = 1.0,
     ) -> Ticket[T]:
         """Queue ``work`` for ``tenant``; ``OverCapacity`` if its queue is full. ``deadline`` is on ``clock``."""
-        future: Future[T] = Future()
+        return self._submit(tenant, _Job(work, Future(), deadline), share, cost)
+
+    def submit_batched(
+        self,
+        tenant: str,
+        payload: Any,
+        batching: Batching,
+        *,
+        share: TenantShare = TenantShare(),
+        deadline: float | None = None,
+        cost: float = 1.0,
+    ) -> Ticket[Any]:
+        """Queue ``payload`` to run through ``batching.run``, possibly together with others of the same key."""
+        if batching.max_size < 1 or batching.max_delay < 0:
+            raise ValueError("a batch holds at least one request and waits a non-negative time")
+        return self._submit(tenant, _Job(None, Future(), deadline, payload, batching), share, cost)
+
+    def _submit(self, tenant: str, job: _Job[T], share: TenantShare, cost: float) -> Ticket[T]:
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the scheduler is closed")
@@ -92,10 +153,11 @@ class Scheduler:
             self._limits[tenant] = share.max_concurrency
             if share.dedicated and tenant not in self._dedicated:
                 self._reserve(tenant)
-            entry = self._queue.push(tenant, _Job(work, future, deadline), weight=share.weight, cost=cost)
+            entry = self._queue.push(tenant, job, weight=share.weight, cost=cost)
+            self._seen[tenant] = time.monotonic()
             self._cond.notify_all()  # workers differ in whom they serve: wake them all
-        ticket = Ticket(self, entry, future)
-        future.add_done_callback(lambda done: ticket.cancel() if done.cancelled() else None)
+        ticket = Ticket(self, entry, job.future)
+        job.future.add_done_callback(lambda done: ticket.cancel() if done.cancelled() else None)
         return ticket
 
     async def run(
@@ -108,12 +170,25 @@ class Scheduler:
         cost: float = 1.0,
     ) -> T:
         """Submit and await; cancelling the awaiting task withdraws the request if it has not started."""
-        ticket = self.submit(tenant, work, share=share, deadline=deadline, cost=cost)
-        try:
-            return await asyncio.wrap_future(ticket.future)
-        except asyncio.CancelledError:
-            ticket.cancel()
-            raise
+        return await _awaited(self.submit(tenant, work, share=share, deadline=deadline, cost=cost))
+
+    async def run_batched(
+        self,
+        tenant: str,
+        payload: Any,
+        batching: Batching,
+        *,
+        share: TenantShare = TenantShare(),
+        deadline: float | None = None,
+        cost: float = 1.0,
+    ) -> Any:
+        """Submit a batchable payload and await its outcome; cancelling withdraws it if it has not started."""
+        return await _awaited(self.submit_batched(tenant, payload, batching, share=share, deadline=deadline, cost=cost))
+
+    def batch_counts(self) -> tuple[int, int]:
+        """``(batches, requests)`` run through batching policies so far; their ratio is the mean batch size."""
+        with self._cond:
+            return self._batches, self._batched
 
     def ensure_room(self, tenant: str, max_queue: int | None) -> None:
         """Raise ``OverCapacity`` when ``tenant`` already has ``max_queue`` requests waiting."""
@@ -163,42 +238,132 @@ class Scheduler:
         self._threads.append(thread)
         thread.start()
 
-    def _eligible_for(self, owner: str | None) -> Callable[[str], bool]:
+    def _eligible_for(self, owner: str | None, *, joining: bool = False) -> Callable[[str], bool]:
+        """Whom a worker may take work from; ``joining`` a batch already on this worker, headroom does not apply."""
+
         def eligible(tenant: str) -> bool:
             if (tenant in self._dedicated) != (owner is not None) or (owner is not None and tenant != owner):
                 return False
             limit = self._limits.get(tenant)
-            return limit is None or self._running.get(tenant, 0) < limit
+            if limit is not None and self._running.get(tenant, 0) >= limit:
+                return False
+            if joining or owner is not None or self._holding.get(tenant, 0) < self._workers - self._headroom:
+                return True
+            return not self._others_active(tenant)
 
         return eligible
 
+    def _others_active(self, tenant: str) -> bool:
+        # Called with the lock held: has a tenant other than this one submitted work within the window?
+        now = time.monotonic()
+        for other, seen in list(self._seen.items()):
+            if now - seen >= self._window:
+                del self._seen[other]
+            elif other != tenant:
+                return True
+        return False
+
+    def _idle_wait(self) -> float | None:
+        # How long a worker may sleep: with headroom, until the oldest activity ages out (work held back
+        # for another tenant becomes eligible then, and nothing else would wake the worker).
+        if self._headroom == 0 or not self._seen:
+            return None
+        return max(0.0, min(self._seen.values()) + self._window - time.monotonic()) + 0.001
+
     def _loop(self, owner: str | None) -> None:
-        eligible = self._eligible_for(owner)
+        eligible, joinable = self._eligible_for(owner), self._eligible_for(owner, joining=True)
         while True:
             with self._cond:
                 entry = self._queue.pop(eligible)
                 while entry is None:
                     if self._stopping:
                         return
-                    self._cond.wait()
+                    self._cond.wait(self._idle_wait())
                     entry = self._queue.pop(eligible)
+                taken = [entry]
                 self._running[entry.tenant] = self._running.get(entry.tenant, 0) + 1
+                self._holding[entry.tenant] = self._holding.get(entry.tenant, 0) + 1
+                if entry.item.batching is not None:
+                    self._gather(taken, entry.item.batching, joinable)
+                holders = {e.tenant for e in taken}
+                for tenant in holders - {entry.tenant}:
+                    self._holding[tenant] = self._holding.get(tenant, 0) + 1
             try:
-                self._execute(entry.item)
+                self._execute([e.item for e in taken])
             finally:
                 with self._cond:
-                    self._running[entry.tenant] -= 1
+                    for done in taken:
+                        self._running[done.tenant] -= 1
+                    for tenant in holders:
+                        self._holding[tenant] -= 1
                     self._cond.notify_all()
 
-    def _execute(self, job: _Job[Any]) -> None:
-        if not job.future.set_running_or_notify_cancel():
+    def _gather(self, taken: list[Entry[_Job[Any]]], policy: Batching, eligible: Callable[[str], bool]) -> None:
+        # Called with the lock held: take queued work of the same key, fairest first, until full or due.
+        due = time.monotonic() + policy.max_delay
+        room = policy.max_size - taken[0].cost
+
+        def fits(entry: Entry[_Job[Any]]) -> bool:
+            batching = entry.item.batching
+            return batching is not None and batching.key == policy.key and entry.cost <= room
+
+        while room > 0:
+            entry = self._queue.pop(eligible, fits)
+            if entry is not None:
+                taken.append(entry)
+                room -= entry.cost
+                self._running[entry.tenant] = self._running.get(entry.tenant, 0) + 1
+                continue
+            remaining = due - time.monotonic()
+            if remaining <= 0 or self._stopping:
+                return
+            self._cond.wait(remaining)
+
+    def _execute(self, jobs: list[_Job[Any]]) -> None:
+        live = [job for job in jobs if job.future.set_running_or_notify_cancel() and self._in_time(job)]
+        if not live:
             return
+        first = live[0]
+        if first.work is not None:
+            _settle(first, first.work)
+            return
+        policy = cast(Batching, first.batching)  # a job carries either its work or a batching policy
+        with self._cond:
+            self._batches += 1
+            self._batched += len(live)
+        try:
+            outcomes = policy.run([job.payload for job in live])
+            if len(outcomes) != len(live):
+                raise RuntimeError(f"a batch runner returned {len(outcomes)} outcomes for {len(live)} requests")
+        except BaseException as exc:  # the whole batch failed: every waiter hears why
+            for job in live:
+                job.future.set_exception(exc)
+            return
+        for job, outcome in zip(live, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)
+
+    def _in_time(self, job: _Job[Any]) -> bool:
         if job.deadline is not None and self._clock() > job.deadline:
             job.future.set_exception(DeadlineExceeded("the deadline passed while the request waited"))
-            return
-        try:
-            result = job.work()
-        except BaseException as exc:  # delivered to the waiter, whatever it is
-            job.future.set_exception(exc)
-        else:
-            job.future.set_result(result)
+            return False
+        return True
+
+
+def _settle(job: _Job[T], work: Callable[[], T]) -> None:
+    try:
+        result = work()
+    except BaseException as exc:  # delivered to the waiter, whatever it is
+        job.future.set_exception(exc)
+    else:
+        job.future.set_result(result)
+
+
+async def _awaited(ticket: Ticket[T]) -> T:
+    try:
+        return await asyncio.wrap_future(ticket.future)
+    except asyncio.CancelledError:
+        ticket.cancel()
+        raise

@@ -124,6 +124,12 @@ class Authenticator:
         self._tenants = tenants
         self._jwt = jwt_verifier
 
+    def cached(self, credential: str) -> Principal | None:
+        """The principal of an API key authenticated moments ago (no database work), else ``None``."""
+        if self._jwt is not None and looks_like_jwt(credential):
+            return None
+        return self._tenants.cached_principal(credential)
+
     def authenticate(self, credential: str) -> Principal:
         """The principal of a presented credential."""
         if self._jwt is not None and looks_like_jwt(credential):

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from warden.caching import FreshCache
 from warden.errors import Conflict, Forbidden, InvalidArgument, KeyNotFound, TenantNotFound, Unauthenticated
 from warden.storage import ApiKey, Database, Tenant
 from warden.storage.tables import utcnow
@@ -61,9 +62,11 @@ def check_name(kind: str, name: str) -> str:
 class TenantService:
     """Owns the ``tenants`` and ``api_keys`` tables; every method is one transaction."""
 
-    def __init__(self, db: Database, server_secret: bytes) -> None:
+    def __init__(self, db: Database, server_secret: bytes, cache_seconds: float = 1.0) -> None:
         self._db = db
         self._secret = server_secret
+        # Successful key lookups, by key id, with the stored hash the presented secret must still match.
+        self._principals: FreshCache[str, tuple[str, Principal]] = FreshCache(cache_seconds)
         # Compared against when a key id is unknown, so unknown and wrong keys cost the same.
         self._decoy_hash = hash_secret(server_secret, "000000000000", "x" * 43)
 
@@ -103,7 +106,9 @@ class TenantService:
             quota = _quota(tenant).updated(changes)
             for key, value in quota.to_dict().items():
                 setattr(tenant, key, value)
-            return _tenant_view(tenant)
+            view = _tenant_view(tenant)
+        self._principals.clear()
+        return view
 
     def principal_for(self, name: str, subject: str, scope: Scope, authenticator: str) -> Principal:
         """A principal for an externally authenticated caller of tenant ``name`` (which must be active)."""
@@ -129,12 +134,15 @@ class TenantService:
         with self._db.session() as session:
             tenant = _tenant(session, name)
             tenant.status = status
-            return _tenant_view(tenant)
+            view = _tenant_view(tenant)
+        self._principals.clear()
+        return view
 
     def delete_tenant(self, name: str) -> None:
         """Delete a tenant with its keys and models (blobs no longer referenced are the registry's to collect)."""
         with self._db.session() as session:
             session.delete(_tenant(session, name))
+        self._principals.clear()
 
     def create_key(self, tenant: str | None, scope: Scope) -> IssuedKey:
         """Issue a key for ``tenant`` (``None``: an operator key, admin scope only); the secret is shown once."""
@@ -176,13 +184,24 @@ class TenantService:
                 raise KeyNotFound(f"no API key with id {key_id!r}")
             if key.revoked_at is None:
                 key.revoked_at = utcnow()
-            return _key_view(key, key.tenant.name if key.tenant else None)
+            view = _key_view(key, key.tenant.name if key.tenant else None)
+        self._principals.clear()
+        return view
 
     def has_operator_key(self) -> bool:
         """Whether an unrevoked operator key exists (``warden init`` has run)."""
         with self._db.session() as session:
             query = select(ApiKey.id).where(ApiKey.tenant_id.is_(None), ApiKey.revoked_at.is_(None))
             return session.scalar(query.limit(1)) is not None
+
+    def cached_principal(self, presented: str) -> Principal | None:
+        """The principal of a key looked up less than a cache lifetime ago, or ``None`` (then authenticate)."""
+        parsed = parse_key(presented)
+        cached = self._principals.get(parsed[0]) if parsed is not None else None
+        if parsed is None or cached is None:
+            return None
+        stored, principal = cached
+        return principal if hmac.compare_digest(hash_secret(self._secret, *parsed), stored) else None
 
     def authenticate(self, presented: str) -> Principal:
         """Turn a presented API key into a principal, or raise ``Unauthenticated`` / ``Forbidden``.
@@ -192,6 +211,7 @@ class TenantService:
         parsed = parse_key(presented)
         key_id, secret = parsed if parsed is not None else ("000000000000", "x" * 43)
         offered = hash_secret(self._secret, key_id, secret)
+        generation = self._principals.generation()
         with self._db.session() as session:
             row = session.execute(
                 select(ApiKey, Tenant).outerjoin(Tenant, ApiKey.tenant_id == Tenant.id).where(ApiKey.key_id == key_id)
@@ -203,7 +223,7 @@ class TenantService:
                 raise Unauthenticated("invalid API key")
             if tenant is not None and tenant.status != ACTIVE:
                 raise Forbidden("the tenant is suspended")
-            return Principal(
+            principal = Principal(
                 tenant_id=key.tenant_id,
                 tenant_name=tenant.name if tenant else None,
                 key_id=key.key_id,
@@ -211,6 +231,8 @@ class TenantService:
                 authenticator=API_KEY,
                 quota=_quota(tenant) if tenant is not None else Quota(),
             )
+        self._principals.put(key_id, (stored, principal), generation)
+        return principal
 
 
 def _tenant(session: Session, name: str) -> Tenant:

@@ -1,0 +1,127 @@
+"""Running several detect requests of one model version as shared ONNX Runtime calls.
+
+Each request is decoded and letterboxed on its own, exactly as it would be alone
+(so batching never changes an answer); tensors of the same shape are then
+stacked into runs of at most the model's batch capacity, and each request's rows
+are postprocessed with its own thresholds. A request whose image fails to decode
+fails alone; the others still run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from warden.detection import DetectionModel, Detections, ImageLimits, decode_image
+from warden.detection.model import PreparedBatch, check_thresholds
+
+
+@dataclass(slots=True)
+class StageTimes:
+    """Seconds a request spent queued, decoding and in the model (pre- and postprocessing included)."""
+
+    queue: float = 0.0
+    decode: float = 0.0
+    inference: float = 0.0
+
+    def server_timing(self) -> str:
+        """The W3C ``Server-Timing`` header value, in milliseconds."""
+        return ", ".join(
+            f"{name};dur={seconds * 1000:.3f}"
+            for name, seconds in (("queue", self.queue), ("decode", self.decode), ("inference", self.inference))
+        )
+
+
+@dataclass(slots=True)
+class DetectRequest:
+    """One request's images (still encoded) and its detection parameters."""
+
+    images: list[bytes]
+    limits: ImageLimits
+    conf: float
+    iou: float
+    max_det: int
+    times: StageTimes = field(default_factory=StageTimes)
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class _Chunk:
+    owner: int
+    prepared: PreparedBatch
+    raw: np.ndarray | None = None
+
+
+def detect_many(model: DetectionModel, requests: Sequence[DetectRequest]) -> list[list[Detections] | BaseException]:
+    """Detect every request's images with as few model runs as shapes and batch capacity allow."""
+    outcomes: list[list[Detections] | BaseException] = [[] for _ in requests]
+    chunks: list[_Chunk] = []
+    for index, request in enumerate(requests):
+        start = time.perf_counter()
+        try:
+            check_thresholds(request.conf, request.iou, request.max_det)
+            rgbs = [decode_image(data, request.limits) for data in request.images]
+            request.times.decode = time.perf_counter() - start
+            capacity = model.batch_capacity
+            chunks.extend(
+                _Chunk(index, model.prepare(rgbs[at : at + capacity])) for at in range(0, len(rgbs), capacity)
+            )
+        except Exception as exc:
+            outcomes[index] = exc
+    started = time.perf_counter()
+    try:
+        _infer(model, chunks)
+    except Exception as exc:
+        return [exc if not isinstance(o, BaseException) else o for o in outcomes]
+    shared = time.perf_counter() - started
+    for chunk in chunks:
+        outcome, request = outcomes[chunk.owner], requests[chunk.owner]
+        if isinstance(outcome, BaseException) or chunk.raw is None:
+            continue
+        begun = time.perf_counter()
+        try:
+            outcome.extend(
+                model.postprocess(
+                    chunk.raw, chunk.prepared, conf=request.conf, iou=request.iou, max_det=request.max_det
+                )
+            )
+        except Exception as exc:
+            outcomes[chunk.owner] = exc
+        request.times.inference += time.perf_counter() - begun
+    for index, request in enumerate(requests):
+        if not isinstance(outcomes[index], BaseException):
+            request.times.inference += shared
+    return outcomes
+
+
+def _infer(model: DetectionModel, chunks: list[_Chunk]) -> None:
+    """Fill each chunk's raw output, stacking chunks of equal tensor shape up to the batch capacity."""
+    by_shape: dict[tuple[int, ...], list[_Chunk]] = {}
+    for chunk in chunks:
+        by_shape.setdefault(tuple(chunk.prepared.tensor.shape[1:]), []).append(chunk)
+    capacity = model.batch_capacity
+    for group in by_shape.values():
+        run: list[_Chunk] = []
+        rows = 0
+        for chunk in group:
+            size = chunk.prepared.tensor.shape[0]
+            if run and (rows + size > capacity or model.info.batch is not None):  # a fixed batch never stacks
+                _run(model, run)
+                run, rows = [], 0
+            run.append(chunk)
+            rows += size
+        if run:
+            _run(model, run)
+
+
+def _run(model: DetectionModel, run: list[_Chunk]) -> None:
+    tensors = [chunk.prepared.tensor for chunk in run]
+    raw = model.infer(tensors[0] if len(tensors) == 1 else np.concatenate(tensors))
+    offset = 0
+    for chunk in run:
+        size = chunk.prepared.tensor.shape[0]
+        chunk.raw = raw[offset : offset + size]
+        offset += size
