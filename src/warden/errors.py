@@ -21,7 +21,8 @@ map codes to status codes and exit codes in one place each.
     ├── Refused                    (admission; carries retry_after seconds)
     │   ├── RateLimited            rate_limited
     │   ├── QuotaExceeded          quota_exceeded
-    │   └── OverCapacity           over_capacity
+    │   ├── OverCapacity           over_capacity
+    │   └── AuditUnavailable       audit_unavailable
     ├── DeadlineExceeded           deadline_exceeded
     ├── ClientDisconnected         client_closed_request
     └── ModelError                 model_error
@@ -163,6 +164,15 @@ class OverCapacity(Refused):
     """The tenant's queue is full."""
 
     code = "over_capacity"
+
+
+class AuditUnavailable(Refused):
+    """The audit store cannot make records durable; work is refused rather than served unrecorded (fail closed)."""
+
+    code = "audit_unavailable"
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message, retry_after)
 
 
 class DeadlineExceeded(WardenError):

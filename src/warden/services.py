@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from warden.audit import AuditLog
 from warden.registry import BlobStore, ModelRegistry
 from warden.settings import Settings
 from warden.storage import Database
@@ -19,10 +20,14 @@ class Services:
     tenants: TenantService
     registry: ModelRegistry
     authenticator: Authenticator
+    audit: AuditLog
 
     def close(self) -> None:
-        """Release database connections."""
-        self.db.close()
+        """Commit and seal the audit records still queued, then release database connections."""
+        try:
+            self.audit.close()
+        finally:
+            self.db.close()
 
 
 def open_services(settings: Settings) -> Services:
@@ -53,4 +58,5 @@ def open_services(settings: Settings) -> Services:
             db, BlobStore(settings.data_dir / "blobs"), settings.max_model_bytes, cache_seconds=settings.cache_seconds
         ),
         authenticator=Authenticator(tenants, verifier),
+        audit=AuditLog.from_settings(db, settings, secret),
     )

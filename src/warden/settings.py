@@ -7,8 +7,10 @@ value of the wrong type, stops start-up with a message naming it.
 from __future__ import annotations
 
 import os
+import re
+import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +18,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from warden.errors import InvalidArgument
 
 ENV_PREFIX = "WARDEN_"
+REPLICA_ID_PATTERN: Final = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})$"
+"""A replica id: 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit (it names an audit stream)."""
+
+
+def default_replica_id() -> str:
+    """This machine's host name, reduced to the replica-id alphabet (``warden`` when nothing is left)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).lstrip("._-")[:63]
+    return cleaned or "warden"
 
 
 class Settings(BaseSettings):
@@ -88,6 +98,29 @@ class Settings(BaseSettings):
     jwt_algorithms: list[str] = Field(
         default=["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"],
         description="Signature algorithms accepted; 'none' and HMAC algorithms are always refused.",
+    )
+    replica_id: str = Field(
+        default_factory=default_replica_id,
+        pattern=REPLICA_ID_PATTERN,
+        description="This replica's name, used as its audit stream id; default the host name. "
+        "Replicas sharing one database need distinct ids.",
+    )
+    audit_durability: Literal["sync", "async"] = Field(
+        default="sync",
+        description="sync: a request is answered only once its audit record is committed (group commit); "
+        "async: records are committed in the background, just after the answer.",
+    )
+    audit_fail_closed: bool = Field(
+        default=True,
+        description="Refuse work with 503 audit_unavailable while the audit store cannot commit records.",
+    )
+    audit_client_address: Literal["hashed", "truncated", "full"] = Field(
+        default="hashed",
+        description="How client addresses are recorded: hashed (keyed HMAC, pseudonymised), "
+        "truncated (IPv4 /24, IPv6 /48) or full.",
+    )
+    audit_checkpoint_every: int = Field(
+        default=1000, ge=1, description="Records between two signed audit checkpoints (one more on clean close)."
     )
     host: str = Field(default="127.0.0.1", description="Address `warden serve` listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `warden serve` listens on.")

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from warden.errors import (
+    AuditUnavailable,
     ClientDisconnected,
     Conflict,
     DeadlineExceeded,
@@ -49,6 +50,7 @@ _STATUS: Final[tuple[tuple[type[WardenError], int], ...]] = (
     (RateLimited, 429),
     (QuotaExceeded, 429),
     (OverCapacity, 503),
+    (AuditUnavailable, 503),
     (DeadlineExceeded, 504),
     (ClientDisconnected, 499),
     (StorageCorrupt, 500),

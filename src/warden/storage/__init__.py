@@ -5,6 +5,29 @@ chosen by URL for several replicas. Both run the same migrations and code.
 """
 
 from warden.storage.db import Database
-from warden.storage.tables import ApiKey, Base, DailyUsage, Model, ModelAlias, ModelVersion, Tenant
+from warden.storage.tables import (
+    ApiKey,
+    AuditCheckpoint,
+    AuditRecord,
+    AuditStream,
+    Base,
+    DailyUsage,
+    Model,
+    ModelAlias,
+    ModelVersion,
+    Tenant,
+)
 
-__all__ = ["ApiKey", "Base", "DailyUsage", "Database", "Model", "ModelAlias", "ModelVersion", "Tenant"]
+__all__ = [
+    "ApiKey",
+    "AuditCheckpoint",
+    "AuditRecord",
+    "AuditStream",
+    "Base",
+    "DailyUsage",
+    "Database",
+    "Model",
+    "ModelAlias",
+    "ModelVersion",
+    "Tenant",
+]

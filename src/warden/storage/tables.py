@@ -1,14 +1,26 @@
-"""The state tables: tenants, their API keys, models, model versions and aliases.
+"""The state tables: tenants, their API keys, models, model versions and aliases, and the audit trail.
 
 Rows never hold secrets in the clear (keys are keyed hashes) nor model bytes
-(versions point at content-addressed blobs by sha256).
+(versions point at content-addressed blobs by sha256). Audit rows hold metadata only.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Dialect, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -123,3 +135,53 @@ class ModelAlias(Base):
     alias: Mapped[str] = mapped_column(String(16), primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     weight: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AuditRecord(Base):
+    """One audit event, hash-chained within its stream (one stream per replica): ``(stream, seq)`` is unique.
+
+    ``body`` is the event's canonical JSON, the bytes the chain hashes; ``time``, ``kind``,
+    ``tenant`` and ``request_id`` repeat fields of it for queries (verify checks they agree).
+    """
+
+    __tablename__ = "audit_records"
+    __table_args__ = (Index("ix_audit_records_time", "time"), Index("ix_audit_records_tenant_time", "tenant", "time"))
+
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(16))
+    tenant: Mapped[str | None] = mapped_column(String(63))
+    request_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed statement that record ``seq`` of ``stream`` had chain hash ``hash``.
+
+    ``kind`` is ``seal`` (every N records), ``close`` (clean shutdown) or ``cut`` (retention
+    removed every record up to ``seq``); ``signature`` is HMAC-SHA256 under a key derived from
+    the server secret, so a rewritten chain cannot be re-signed.
+    """
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (Index("ix_audit_checkpoints_stream_seq", "stream", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stream: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    signature: Mapped[str] = mapped_column(String(64))
+
+
+class AuditStream(Base):
+    """One row per audit stream, locked by every transaction that appends to it, so writers never race."""
+
+    __tablename__ = "audit_streams"
+
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    commits: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,222 @@
+"""``warden audit …``: verify the audit trail, query it, export it for a SIEM, and prune it.
+
+``verify`` prints its report (``--json``: one line) and, when a stream does not verify,
+ends with the error line ``warden: error: storage_corrupt: …`` and exit status 1.
+Times are ISO 8601 (``2026-11-22``, ``2026-11-22T10:00:00+01:00``; no offset means UTC)
+or a duration back from now (``90s``, ``15m``, ``12h``, ``30d``, ``2w``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+from rich.table import Table
+
+from warden.audit import AuditEntry, AuditFilter, ExportFormat, VerifyReport
+from warden.cli.common import ABORTED, AsJson, confirm, console, emit_json, fail, opened
+from warden.errors import InvalidArgument, StorageCorrupt
+
+audit_app = typer.Typer(help="Verify, query, export and prune the audit trail.", no_args_is_help=True)
+
+_DURATION: Final = re.compile(r"(\d+)([smhdw])")
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+Since = Annotated[
+    str | None, typer.Option("--since", help="Only events at or after this time (ISO 8601, or a duration ago: 30d).")
+]
+Until = Annotated[str | None, typer.Option("--until", help="Only events before this time (ISO 8601 or duration ago).")]
+TenantOption = Annotated[str | None, typer.Option("--tenant", help="Only this tenant's events.")]
+
+
+def parse_instant(option: str, text: str, now: datetime | None = None) -> datetime:
+    """An aware instant from ISO 8601 (no offset: UTC) or a duration back from ``now`` (``30d``)."""
+    moment = now or datetime.now(UTC)
+    duration = _DURATION.fullmatch(text.strip())
+    if duration is not None:
+        try:
+            return moment - timedelta(**{_UNITS[duration[2]]: int(duration[1])})
+        except OverflowError:
+            raise InvalidArgument(f"{option}: the duration {text!r} is too long") from None
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidArgument(
+            f"{option}: {text!r} is neither an ISO 8601 time (2026-11-22T10:00:00Z) nor a duration (30d, 12h)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _instant(option: str, text: str) -> datetime:
+    try:
+        return parse_instant(option, text)
+    except InvalidArgument as exc:
+        fail(exc.code, exc.message)
+
+
+def _filter(
+    *,
+    tenant: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    request_id: str | None = None,
+    kind: str | None = None,
+) -> AuditFilter:
+    try:
+        return AuditFilter(
+            tenant=tenant,
+            since=None if since is None else parse_instant("--since", since),
+            until=None if until is None else parse_instant("--until", until),
+            request_id=request_id,
+            kind=kind,
+        )
+    except InvalidArgument as exc:
+        fail(exc.code, exc.message)
+
+
+@audit_app.command("verify")
+def verify(ctx: typer.Context, as_json: AsJson = False) -> None:
+    """Walk every stream's hash chain and signed checkpoints; report the first problem of each (exit 1)."""
+    with opened(ctx) as services:
+        report = services.audit.verify()
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        _print_report(report)
+    if not report.ok:
+        broken = sum(1 for stream in report.streams if not stream.ok)
+        fail(StorageCorrupt.code, f"the audit trail does not verify: {broken} of {len(report.streams)} streams")
+
+
+def _print_report(report: VerifyReport) -> None:
+    out = console()
+    if not report.streams:
+        out.print("No audit records.", markup=False)
+    for stream in report.streams:
+        span = "" if stream.first_seq is None else f" (seq {stream.first_seq}-{stream.last_seq})"
+        head = f"stream {stream.stream}: {stream.records} records{span}, {stream.checkpoints} checkpoints"
+        if stream.problem is None:
+            out.print(f"{head}: intact", markup=False)
+        else:
+            problem = stream.problem
+            out.print(f"{head}: FIRST PROBLEM at seq {problem.seq}: {problem.kind}: {problem.message}", markup=False)
+
+
+@audit_app.command("query")
+def query(
+    ctx: typer.Context,
+    tenant: TenantOption = None,
+    since: Since = None,
+    until: Until = None,
+    request_id: Annotated[str | None, typer.Option("--request-id", help="Only this request's events.")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", metavar="request|admin", help="Only events of this kind.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=10_000, help="At most this many events.")] = 100,
+    as_json: AsJson = False,
+) -> None:
+    """List audit events by time, oldest first, filtered by tenant, time, request id or kind."""
+    where = _filter(tenant=tenant, since=since, until=until, request_id=request_id, kind=kind)
+    with opened(ctx) as services:
+        entries = services.audit.query(where, limit=limit).entries
+    if as_json:
+        emit_json([entry.to_dict() for entry in entries])
+        return
+    _print_entries(entries)
+
+
+def _print_entries(entries: Iterable[AuditEntry]) -> None:
+    table = Table(title="audit events", title_justify="left")
+    for column in ("time", "stream:seq", "kind", "tenant", "key", "what", "outcome"):
+        table.add_column(column)
+    for entry in entries:
+        event = entry.event
+        what = event.action or event.route or "-"
+        if event.model is not None:
+            what += f" {event.model}" + ("" if event.model_version is None else f" v{event.model_version}")
+        if event.target is not None:
+            what += f" {event.target}"
+        outcome = "-" if event.status is None else str(event.status)
+        if event.error_code is not None:
+            outcome += f" {event.error_code}"
+        table.add_row(
+            event.time.isoformat(sep=" ", timespec="milliseconds"),
+            f"{entry.stream}:{entry.seq}",
+            event.kind.value,
+            event.tenant or "-",
+            event.key_id or "-",
+            what,
+            outcome,
+        )
+    console().print(table)
+
+
+@audit_app.command("export")
+def export(
+    ctx: typer.Context,
+    format_: Annotated[str, typer.Option("--format", metavar="jsonl|syslog|cef", help="Output format.")],
+    since: Since = None,
+    until: Until = None,
+    tenant: TenantOption = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file (mode 0600) instead of stdout.")] = None,
+) -> None:
+    """Export audit events, oldest first, one line each: JSON lines, RFC 5424 syslog or ArcSight CEF."""
+    if format_ not in {f.value for f in ExportFormat}:
+        fail(InvalidArgument.code, f"--format: unknown format {format_!r}; use jsonl, syslog or cef")
+    where = _filter(tenant=tenant, since=since, until=until)
+    with opened(ctx) as services:
+        lines = services.audit.export(format_, where)
+        if out is None:
+            for line in lines:
+                typer.echo(line)
+            return
+        count = _write_private(out, lines)
+    console().print(f"Exported {count} events to {out}.", markup=False)
+
+
+def _write_private(path: Path, lines: Iterable[str]) -> int:
+    """Write ``lines`` to a fresh file beside ``path`` (0600), then move it into place; how many lines."""
+    scratch = path.with_name(f".{path.name}.partial")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for line in lines:
+                handle.write(line + "\n")
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        scratch.replace(path)
+    finally:
+        scratch.unlink(missing_ok=True)
+    return count
+
+
+@audit_app.command("prune")
+def prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Remove events before this time (ISO 8601, or a duration ago: 30d).")
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Prune without asking for confirmation.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Remove old audit events; a signed checkpoint marks each cut, so the rest still verifies."""
+    limit = _instant("--older-than", older_than)
+    with opened(ctx) as services:
+        question = f"Remove every audit event before {limit.isoformat()}? This cannot be undone."
+        if not yes and not confirm(question):
+            fail(ABORTED, "no audit events were removed (confirm, or pass --yes)")
+        report = services.audit.prune(limit)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    out = console()
+    out.print(f"Removed {report.removed} audit events before {limit.isoformat()}.", markup=False)
+    for cut in report.cuts:
+        out.print(f"stream {cut.stream}: {cut.removed} removed, signed cut at seq {cut.cut_seq}", markup=False)
