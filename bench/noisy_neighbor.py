@@ -1,7 +1,8 @@
 """Does a flooding tenant slow the others? Tenant B at a fixed Poisson rate, alone, then beside a flood from A.
 
 For Warden and for the brief's naive server (inference inside the handler, no admission), in one run:
-B's p50/p99 latency alone and under A's flood and their ratio, and A's accepted and refused counts.
+B's p50/p99 latency alone and under A's flood and their ratio, A's accepted and refused counts, and the
+cores the bench's own client process used during the flood (it shares the machine with the server).
 Target (issue 4): B's p99 ratio <= 1.5 with Warden, and no B request refused.
 Warden is run with A retrying refused requests at once (a hostile client) and with A waiting the
 Retry-After it is given, each with the default scheduler (every worker may serve A) and with
@@ -92,7 +93,9 @@ async def scenario(make_send, rate: float, seconds: float, concurrency: int, pol
         crowded, flooder, stop = Tally(), Tally(), asyncio.Event()
         flooding = asyncio.create_task(flood(send_a, concurrency, stop, flooder, polite))
         await asyncio.sleep(2)  # let the flood build up
+        cpu, wall = time.process_time(), time.perf_counter()
         await victim(send_b, rate, seconds, crowded)
+        client_cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
         stop.set()
         await flooding
     return {
@@ -105,6 +108,7 @@ async def scenario(make_send, rate: float, seconds: float, concurrency: int, pol
         "b_failed": alone.failed + crowded.failed,
         "a_accepted": len(flooder.latencies),
         "a_refused": flooder.refused,
+        "client_cores_during_flood": round(client_cores, 2),
     }
 
 

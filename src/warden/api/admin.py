@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from warden.api.audit import RequestFacts, facts
 from warden.api.auth import Admin
 from warden.api.body import read_body
 from warden.api.schemas import (
@@ -48,6 +49,14 @@ _ONNX_BODY: dict[str, Any] = {
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+def _act(request: Request, action: str, target: str, **details: str | int | float | None) -> RequestFacts:
+    """Name the administrative action for the request's audit record (its outcome is the answer's status)."""
+    noted = facts(request)
+    noted.action, noted.target = action, target
+    noted.details.update(details)
+    return noted
 
 
 def _operator(caller: Principal) -> None:
@@ -102,6 +111,7 @@ def _model_out(view: ModelView) -> AdminModelOut:
 )
 async def create_tenant(body: TenantIn, request: Request, caller: Admin) -> TenantOut:
     """Operators only."""
+    _act(request, "tenant.create", body.name)
     _operator(caller)
     return _tenant_out(await run_in_threadpool(_services(request).tenants.create_tenant, body.name))
 
@@ -130,6 +140,7 @@ async def get_tenant(name: str, request: Request, caller: Admin) -> TenantOut:
 )
 async def suspend_tenant(name: str, request: Request, caller: Admin) -> TenantOut:
     """Operators only; the tenant's keys are refused from the next request on."""
+    _act(request, "tenant.suspend", name)
     _operator(caller)
     return _tenant_out(await run_in_threadpool(_services(request).tenants.set_status, name, "suspended"))
 
@@ -142,6 +153,7 @@ async def suspend_tenant(name: str, request: Request, caller: Admin) -> TenantOu
 )
 async def resume_tenant(name: str, request: Request, caller: Admin) -> TenantOut:
     """Operators only."""
+    _act(request, "tenant.resume", name)
     _operator(caller)
     return _tenant_out(await run_in_threadpool(_services(request).tenants.set_status, name, "active"))
 
@@ -154,6 +166,7 @@ async def resume_tenant(name: str, request: Request, caller: Admin) -> TenantOut
 )
 async def delete_tenant(name: str, request: Request, caller: Admin) -> Response:
     """Operators only."""
+    _act(request, "tenant.delete", name)
     _operator(caller)
     services = _services(request)
     await run_in_threadpool(services.tenants.delete_tenant, name)
@@ -170,8 +183,10 @@ async def delete_tenant(name: str, request: Request, caller: Admin) -> Response:
 )
 async def create_key(name: str, body: KeyIn, request: Request, caller: Admin) -> IssuedKeyOut:
     """The key is in this answer only."""
+    noted = _act(request, "key.create", name, scope=body.scope)
     await _tenant_id(request, caller, name)
     issued = await run_in_threadpool(_services(request).tenants.create_key, name, Scope(body.scope))
+    noted.details["key_id"] = issued.key_id
     return IssuedKeyOut(key=issued.key, key_id=issued.key_id)
 
 
@@ -192,6 +207,7 @@ async def list_keys(name: str, request: Request, caller: Admin) -> list[KeyOut]:
 )
 async def revoke_key(key_id: str, request: Request, caller: Admin) -> KeyOut:
     """Refused from the next request on; a tenant admin may revoke only its tenant's keys."""
+    _act(request, "key.revoke", key_id)
     scope = None if caller.is_operator else caller.tenant()
     view = await run_in_threadpool(lambda: _services(request).tenants.revoke_key(key_id, tenant_id=scope))
     return _key_out(view)
@@ -216,6 +232,7 @@ async def push_model(
     max_queue_delay_ms: Annotated[float | None, Query(ge=0, le=MAX_QUEUE_DELAY_MS)] = None,
 ) -> PushOut:
     """Validate and store the ONNX file in the body as the next version of ``model``."""
+    noted = _act(request, "model.push", f"{name}/{model}", alias=alias, canary_weight=canary_weight)
     tenant_id = await _tenant_id(request, caller, name)
     services = _services(request)
     data = await read_body(request, services.settings.max_model_bytes)
@@ -225,6 +242,7 @@ async def push_model(
             tenant_id, model, data, alias=alias, canary_weight=canary_weight, batching=batching
         )
     )
+    noted.details.update(version=pushed.version, sha256=pushed.sha256, bytes=len(data))
     return PushOut(name=pushed.name, version=pushed.version, sha256=pushed.sha256)
 
 
@@ -248,6 +266,7 @@ async def list_models(name: str, request: Request, caller: Admin) -> list[AdminM
 )
 async def set_alias(name: str, model: str, alias: str, body: AliasIn, request: Request, caller: Admin) -> AdminModelOut:
     """``stable`` or ``canary`` (with its weight in percent)."""
+    _act(request, "alias.set", f"{name}/{model}", alias=alias, version=body.version, weight=body.weight)
     tenant_id = await _tenant_id(request, caller, name)
     registry = _services(request).registry
     await run_in_threadpool(lambda: registry.set_alias(tenant_id, model, alias, body.version, body.weight))
@@ -269,6 +288,14 @@ async def set_batching(
     caller: Admin,
 ) -> AdminModelOut:
     """``max_batch_size`` and ``max_queue_delay_ms``; nulls go back to the server's choice."""
+    _act(
+        request,
+        "model.batching",
+        f"{name}/{model}",
+        version=version,
+        max_batch_size=body.max_batch_size,
+        max_queue_delay_ms=body.max_queue_delay_ms,
+    )
     tenant_id = await _tenant_id(request, caller, name)
     registry = _services(request).registry
     batching = BatchSettings(body.max_batch_size, body.max_queue_delay_ms)
@@ -290,6 +317,7 @@ async def remove_model(
     version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
 ) -> Response:
     """Unreferenced blobs are removed too."""
+    _act(request, "model.remove", f"{name}/{model}", version=version)
     tenant_id = await _tenant_id(request, caller, name)
     await run_in_threadpool(_services(request).registry.remove, tenant_id, model, version)
     return Response(status_code=204)

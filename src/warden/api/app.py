@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from warden import __version__
 from warden.api import admin, v1, v2
+from warden.api.audit import AuditMiddleware
 from warden.api.errors import install_error_handlers
 from warden.api.middleware import RequestContextMiddleware
 from warden.detection import ImageLimits
@@ -58,7 +59,8 @@ def create_app(services: Services, engine: DetectionEngine | None = None) -> Fas
     app.state.services = services
     app.state.engine = engine or build_engine()
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(AuditMiddleware, audit=services.audit)
+    app.add_middleware(RequestContextMiddleware)  # outermost: the audit record carries its request id
     app.include_router(v1.router)
     app.include_router(v2.router)
     app.include_router(admin.router)

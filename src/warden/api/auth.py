@@ -11,8 +11,9 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from warden.api.audit import facts
 from warden.errors import Forbidden, Unauthenticated
-from warden.tenancy import Principal, Scope
+from warden.tenancy import Authenticator, Principal, Scope
 
 _MAX_CREDENTIAL = 4096
 
@@ -48,10 +49,13 @@ async def principal(
     The two security dependencies only declare the schemes in the OpenAPI schema;
     :func:`credential` reads the headers itself so that every malformed form is refused alike.
     """
-    authenticator = request.app.state.services.authenticator
+    authenticator: Authenticator = request.app.state.services.authenticator
     presented = credential(request)
-    cached = authenticator.cached(presented)
-    return cached if cached is not None else await run_in_threadpool(authenticator.authenticate, presented)
+    caller = authenticator.cached(presented)
+    if caller is None:
+        caller = await run_in_threadpool(authenticator.authenticate, presented)
+    facts(request).principal = caller
+    return caller
 
 
 async def tenant_caller(caller: Annotated[Principal, Depends(principal)]) -> Principal:

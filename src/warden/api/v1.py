@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from warden.api.audit import facts
 from warden.api.auth import Admitted, Caller
 from warden.api.body import read_image, request_deadline, unless_disconnected
 from warden.api.resolve import resolve_model
@@ -58,10 +59,15 @@ async def detect(
     engine: DetectionEngine = request.app.state.engine
     resolved = await resolve_model(request, caller.tenant(), name)
     data = await read_image(request, engine.image_limits(caller).max_bytes)
+    noted = facts(request)
+    noted.image_bytes, noted.times = len(data), StageTimes()
     deadline = request_deadline(request, timeout_ms)
-    times = StageTimes()
-    work = engine.detect(caller, resolved, [data], conf=conf, iou=iou, max_det=max_det, deadline=deadline, times=times)
+    work = engine.detect(
+        caller, resolved, [data], conf=conf, iou=iou, max_det=max_det, deadline=deadline, times=noted.times
+    )
     (found,) = await unless_disconnected(request, work)
+    noted.found([found])
+    times = noted.times
     response.headers["Server-Timing"] = times.server_timing()
     response.headers["X-Model-Version"] = str(resolved.version)
     return DetectResponse.model_validate(

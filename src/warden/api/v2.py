@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from warden import __version__
+from warden.api.audit import facts
 from warden.api.auth import Admitted, Caller
 from warden.api.body import read_body, request_deadline, unless_disconnected
 from warden.api.oip import (
@@ -36,7 +37,7 @@ from warden.detection.model import MAX_DETECTIONS
 from warden.errors import InvalidArgument, ModelNotFound
 from warden.registry import ResolvedModel, parse_version
 from warden.services import Services
-from warden.serving import DetectionEngine
+from warden.serving import DetectionEngine, StageTimes
 from warden.tenancy import Principal
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
@@ -251,8 +252,14 @@ async def _infer(request: Request, caller: Principal, resolved: ResolvedModel) -
         check_requested_outputs(parsed, DETECTION_OUTPUTS)
         conf, iou, max_det = _thresholds(parameters)
         images = _image_bytes(tensors[IMAGE_INPUT])
-        work = engine.detect(caller, resolved, images, conf=conf, iou=iou, max_det=max_det, deadline=deadline)
-        outputs = _detection_tensors(await unless_disconnected(request, work))
+        noted = facts(request)
+        noted.image_bytes, noted.times = sum(len(image) for image in images), StageTimes()
+        work = engine.detect(
+            caller, resolved, images, conf=conf, iou=iou, max_det=max_det, deadline=deadline, times=noted.times
+        )
+        found = await unless_disconnected(request, work)
+        noted.found(found)
+        outputs = _detection_tensors(found)
     elif info["input_name"] in tensors:
         check_requested_outputs(parsed, [info["output_name"]])
         tensor = tensors[info["input_name"]].array

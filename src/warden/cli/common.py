@@ -21,7 +21,9 @@ nothing on stdout. The exit status says what kind of failure it was:
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -32,6 +34,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
+from warden.audit import AuditEvent
 from warden.errors import InvalidArgument, WardenError
 from warden.services import Services, open_services
 from warden.settings import load_settings
@@ -45,6 +48,23 @@ _USAGE_CODES: Final = frozenset({InvalidArgument.code})
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
 """The ``--json`` flag every administrative command takes."""
+
+
+def audited(services: Services, action: str, target: str, **details: str | int | float | None) -> None:
+    """Record an administrative action done from the command line, and wait until the record is durable.
+
+    The actor is the operating-system user (a command line has no API key); a store that
+    cannot take the record ends the command with ``audit_unavailable`` (the change itself is done).
+    """
+    event = AuditEvent.admin(action, target, authenticator="cli", details={"os_user": _os_user(), **details})
+    services.audit.record(event).result(timeout=60)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return f"uid:{os.getuid()}"
 
 
 def exit_code(code: str) -> int:

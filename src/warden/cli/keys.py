@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from warden.cli.common import AsJson, console, emit_json, iso, opened, short_time
+from warden.cli.common import AsJson, audited, console, emit_json, iso, opened, short_time
 from warden.errors import Conflict, InvalidArgument
 from warden.tenancy import IssuedKey, KeyView, Scope
 
@@ -43,6 +43,7 @@ def init(ctx: typer.Context, as_json: AsJson = False) -> None:
                 "issue tenant keys with 'warden key create'"
             )
         issued = services.tenants.create_key(None, Scope.ADMIN)
+        audited(services, "key.create", "operator", scope=Scope.ADMIN.value, key_id=issued.key_id)
         where = services.settings.data_dir
     if as_json:
         emit_json({"admin_key": issued.key})
@@ -65,6 +66,7 @@ def create(
     """Issue an API key for a tenant and print it, once."""
     with opened(ctx) as services:
         issued = services.tenants.create_key(tenant, _scope(scope))
+        audited(services, "key.create", tenant, scope=scope, key_id=issued.key_id)
     _show_issued(issued, tenant, scope, as_json)
 
 
@@ -100,6 +102,7 @@ def revoke(
     """Revoke an API key (idempotent): it is refused from its next request on."""
     with opened(ctx) as services:
         key = services.tenants.revoke_key(key_id)
+        audited(services, "key.revoke", key_id)
     if as_json:
         emit_json(key_record(key))
     else:

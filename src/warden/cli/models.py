@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from warden.cli.common import AsJson, console, emit_json, iso, opened, short_time
+from warden.cli.common import AsJson, audited, console, emit_json, iso, opened, short_time
 from warden.errors import InvalidArgument, PayloadTooLarge
 from warden.registry import CANARY, BatchSettings, ModelView, parse_reference
 from warden.tenancy import check_name
@@ -76,6 +76,10 @@ def push(
             pushed = services.registry.push(
                 tenant_id, name, data, alias=alias, canary_weight=canary_weight, batching=batching
             )
+        target = f"{tenant}/{name}"
+        audited(
+            services, "model.push", target, version=pushed.version, sha256=pushed.sha256, bytes=len(data), alias=alias
+        )
     if as_json:
         emit_json({"name": pushed.name, "version": pushed.version, "sha256": pushed.sha256})
         return
@@ -120,6 +124,14 @@ def batching_(
         if version is None:
             raise InvalidArgument(f"name a version: {name}:VERSION")
         services.registry.set_batching(services.tenants.tenant_id(tenant), name, version, batching)
+        audited(
+            services,
+            "model.batching",
+            f"{tenant}/{name}",
+            version=version,
+            max_batch_size=max_batch_size,
+            max_queue_delay_ms=max_queue_delay_ms,
+        )
     if as_json:
         emit_json(
             {
@@ -148,6 +160,7 @@ def rm(
     with opened(ctx) as services:
         name, version = parse_reference(reference)
         services.registry.remove(services.tenants.tenant_id(tenant), name, version)
+        audited(services, "model.remove", f"{tenant}/{name}", version=version)
     if as_json:
         emit_json({"name": name, "version": version, "removed": True})
         return

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from warden.cli.common import ABORTED, AsJson, confirm, console, emit_json, fail, iso, opened, short_time
+from warden.cli.common import ABORTED, AsJson, audited, confirm, console, emit_json, fail, iso, opened, short_time
 from warden.tenancy import Quota, TenantView
 from warden.tenancy.quota import QUOTA_FIELDS
 
@@ -67,6 +67,7 @@ def create(
     changes = _quota_changes(locals())
     with opened(ctx) as services:
         tenant = services.tenants.create_tenant(name, Quota().updated(changes))
+        audited(services, "tenant.create", name, **changes)
     _show(tenant, as_json, "Created")
 
 
@@ -89,6 +90,7 @@ def update(
     changes = _quota_changes(locals())
     with opened(ctx) as services:
         tenant = services.tenants.update_quota(name, changes)
+        audited(services, "quota.update", name, **changes)
     _show(tenant, as_json, "Updated")
 
 
@@ -127,6 +129,7 @@ def suspend(ctx: typer.Context, name: TenantName, as_json: AsJson = False) -> No
     """Suspend a tenant: its keys are refused from its next request on."""
     with opened(ctx) as services:
         tenant = services.tenants.set_status(name, "suspended")
+        audited(services, "tenant.suspend", name)
     _show(tenant, as_json, "Suspended")
 
 
@@ -135,6 +138,7 @@ def resume(ctx: typer.Context, name: TenantName, as_json: AsJson = False) -> Non
     """Resume a suspended tenant (status active)."""
     with opened(ctx) as services:
         tenant = services.tenants.set_status(name, "active")
+        audited(services, "tenant.resume", name)
     _show(tenant, as_json, "Resumed")
 
 
@@ -153,6 +157,7 @@ def delete(
             fail(ABORTED, f"tenant {name!r} was not deleted (confirm, or pass --yes)")
         services.tenants.delete_tenant(name)
         freed = services.registry.collect_garbage()
+        audited(services, "tenant.delete", name, blobs_removed=len(freed))
     if as_json:
         emit_json({"name": name, "deleted": True, "blobs_removed": len(freed)})
     else:
