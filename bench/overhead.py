@@ -4,8 +4,10 @@ A few convolutions on a 64x64 input shaped as a 3-class YOLOv8 output. A closed 
 small JPEG to ``/v1``; each answer's ``Server-Timing`` header gives the server's total time and its decode
 and inference (with pre/postprocessing) parts, so the overhead outside them (HTTP, auth, admission,
 scheduling, serialisation) is measured inside the server, not through the client.
-Prints requests/s and that overhead at p50 and p99 (target p50 <= 1 ms), and the queue wait apart.
-Usage: ``.venv/bin/python bench/overhead.py [--seconds 15] [--clients 1 8]``.
+Prints requests/s and that overhead at p50 and p99 (target p50 <= 1 ms), with the queue wait and the wait
+for the request's audit record to be durable (``Server-Timing: audit``) shown apart, once with sync audit
+(the default: answered after the group commit) and once with async audit, side by side.
+Usage: ``.venv/bin/python bench/overhead.py [--seconds 15] [--clients 1 8 32]``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import io
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -65,40 +68,48 @@ def small_jpeg() -> bytes:
     return buffer.getvalue()
 
 
-async def loop_clients(
-    url: str, key: str, clients: int, seconds: float
-) -> tuple[int, list[float], list[float], list[float]]:
+@dataclass
+class Figures:
+    """Per-request milliseconds from the answers' Server-Timing headers."""
+
+    done: int = 0
+    overhead: list[float] = field(default_factory=list)
+    outside_audit: list[float] = field(default_factory=list)
+    audit: list[float] = field(default_factory=list)
+    queue: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+
+
+async def loop_clients(url: str, key: str, clients: int, seconds: float) -> Figures:
     image, headers = small_jpeg(), {"Authorization": f"Bearer {key}", "Content-Type": "image/jpeg"}
-    overheads: list[float] = []
-    totals: list[float] = []
-    queues: list[float] = []
-    done = 0
+    figures = Figures()
     stop = time.monotonic() + seconds
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=clients)) as client:
 
         async def one() -> None:
-            nonlocal done
             while time.monotonic() < stop:
                 answer = await client.post(f"{url}/v1/models/tiny/detect", content=image, headers=headers)
                 if answer.status_code != 200:
                     continue
                 parts = dict(p.strip().split(";dur=") for p in answer.headers["Server-Timing"].split(","))
                 ms = {k: float(v) for k, v in parts.items()}
-                overheads.append(ms["total"] - ms["decode"] - ms["inference"] - ms["queue"])
-                totals.append(ms["total"])
-                queues.append(ms["queue"])
-                done += 1
+                overhead = ms["total"] - ms["decode"] - ms["inference"] - ms["queue"]
+                figures.overhead.append(overhead)
+                figures.audit.append(ms.get("audit", 0.0))
+                figures.outside_audit.append(overhead - ms.get("audit", 0.0))
+                figures.total.append(ms["total"])
+                figures.queue.append(ms["queue"])
+                figures.done += 1
 
         await asyncio.gather(*(one() for _ in range(clients)))
-    return done, overheads, totals, queues
+    return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=15)
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
-    args = parser.parse_args()
-    with warden_server() as (url, data_dir), tempfile.TemporaryDirectory() as tmp:
+def run(durability: str, client_counts: list[int], seconds: float) -> None:
+    with (
+        warden_server({"WARDEN_AUDIT_DURABILITY": durability}) as (url, data_dir),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         model = Path(tmp) / "tiny.onnx"
         model.write_bytes(tiny_detector())
         onnx.checker.check_model(str(model))
@@ -106,26 +117,42 @@ def main() -> None:
         warden(data_dir, "model", "push", "bench", "tiny", str(model))
         key = warden(data_dir, "key", "create", "bench")["key"]  # type: ignore[index]
         asyncio.run(loop_clients(url, key, 2, 2))  # warm-up
-        for clients in args.clients:
+        for clients in client_counts:
             start = time.monotonic()
-            done, overheads, totals, queues = asyncio.run(loop_clients(url, key, clients, args.seconds))
-            rate = done / (time.monotonic() - start)
+            got = asyncio.run(loop_clients(url, key, clients, seconds))
+            rate = got.done / (time.monotonic() - start)
             print(
-                f"{clients} clients: {rate:.0f} requests/s; server overhead outside queueing, decode and inference "
-                f"p50 {pct(overheads, 50):.3f} ms, p99 {pct(overheads, 99):.3f} ms; queue wait p50 "
-                f"{pct(queues, 50):.3f} ms; server total p50 {pct(totals, 50):.3f} ms"
+                f"audit {durability}, {clients} clients: {rate:.0f} requests/s; server overhead outside queueing, "
+                f"decode and inference p50 {pct(got.overhead, 50):.3f} ms, p99 {pct(got.overhead, 99):.3f} ms, of "
+                f"which waiting for the audit commit p50 {pct(got.audit, 50):.3f} ms, p99 {pct(got.audit, 99):.3f} ms; "
+                f"queue wait p50 {pct(got.queue, 50):.3f} ms; server total p50 {pct(got.total, 50):.3f} ms",
+                flush=True,
             )
             emit(
                 {
                     "bench": "overhead",
+                    "audit": durability,
                     "clients": clients,
                     "requests_s": round(rate, 1),
-                    "overhead_p50_ms": round(pct(overheads, 50), 3),
-                    "overhead_p99_ms": round(pct(overheads, 99), 3),
-                    "queue_p50_ms": round(pct(queues, 50), 3),
-                    "server_total_p50_ms": round(pct(totals, 50), 3),
+                    "overhead_p50_ms": round(pct(got.overhead, 50), 3),
+                    "overhead_p99_ms": round(pct(got.overhead, 99), 3),
+                    "overhead_outside_audit_p50_ms": round(pct(got.outside_audit, 50), 3),
+                    "overhead_outside_audit_p99_ms": round(pct(got.outside_audit, 99), 3),
+                    "audit_wait_p50_ms": round(pct(got.audit, 50), 3),
+                    "audit_wait_p99_ms": round(pct(got.audit, 99), 3),
+                    "queue_p50_ms": round(pct(got.queue, 50), 3),
+                    "server_total_p50_ms": round(pct(got.total, 50), 3),
                 }
             )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    args = parser.parse_args()
+    for durability in ("sync", "async"):
+        run(durability, args.clients, args.seconds)
 
 
 if __name__ == "__main__":

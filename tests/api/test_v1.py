@@ -153,10 +153,12 @@ def test_a_detect_answer_says_where_its_time_went(world: World) -> None:
         headers={**bearer(world.alpha_detect), "Content-Type": "image/jpeg"},
     )
     stages = dict(part.strip().split(";dur=") for part in answer.headers["Server-Timing"].split(","))
-    assert list(stages) == ["queue", "decode", "inference", "total"]
+    assert list(stages) == ["queue", "decode", "inference", "audit", "total"]
     durations = {name: float(ms) for name, ms in stages.items()}
     assert durations["decode"] > 0
     assert durations["inference"] > 0
-    assert durations["total"] >= durations["decode"] + durations["inference"]
+    assert durations["audit"] > 0  # the answer waited for its record's commit
+    assert durations["total"] >= durations["decode"] + durations["inference"] + durations["audit"]
     listing = world.client.get("/v1/models", headers=bearer(world.alpha_detect))
-    assert listing.headers["Server-Timing"].startswith("total;dur=")
+    assert listing.headers["Server-Timing"].startswith("audit;dur=")
+    assert listing.headers["Server-Timing"].split(", ")[-1].startswith("total;dur=")

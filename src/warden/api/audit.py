@@ -5,7 +5,8 @@ caller, the model and version, the image's size and the detection count, the sta
 times, and for administrative routes the action and its target. The middleware turns
 them, the route template, the status and the error code into an
 :class:`~warden.audit.AuditEvent` when the answer starts, waits for it to be durable
-(``WARDEN_AUDIT_DURABILITY=sync``), and only then lets the answer go. When the audit
+(``WARDEN_AUDIT_DURABILITY=sync``), and only then lets the answer go; the wait is the
+answer's ``Server-Timing: audit`` entry. When the audit
 store cannot take it and the log fails closed, the client gets 503 ``audit_unavailable``
 instead of an answer nobody recorded; while the store is down, work is refused before
 it starts.
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -92,6 +93,7 @@ class AuditMiddleware:
                 answered = True
                 code = Headers(raw=message.get("headers", [])).get("x-error-code")
                 event = self._event(scope, noted, message["status"], code, started)
+                waited = time.perf_counter()
                 try:
                     await self.audit.arecord(event)
                 except AuditUnavailable as exc:
@@ -101,6 +103,7 @@ class AuditMiddleware:
                     self.audit.record(replace(withheld, details={**withheld.details, "withheld_status": event.status}))
                     await self._refuse(scope, receive, send, exc.message)
                     return
+                _add_timing(message, "audit", time.perf_counter() - waited)
             if not replaced:
                 await send(message)
 
@@ -158,6 +161,13 @@ def _build(action: str | None, target: str | None, common: dict[str, Any]) -> Au
     if action is not None:
         return AuditEvent.admin(action, target, **common)
     return AuditEvent.request(**common)
+
+
+def _add_timing(message: Message, name: str, seconds: float) -> None:
+    headers = MutableHeaders(scope=message)
+    entry = f"{name};dur={seconds * 1000:.3f}"
+    present = headers.get("server-timing")
+    headers["Server-Timing"] = f"{present}, {entry}" if present else entry
 
 
 def _ms(seconds: float) -> float:
