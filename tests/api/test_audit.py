@@ -32,7 +32,8 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def record_of(services: Services, request_id: str) -> AuditEvent:
-    """The one record of a request (it must be there: it was durable before the answer)."""
+    """The one record of a request (a success's was durable before its answer; an error's is flushed here)."""
+    assert services.audit.flush(timeout=30)
     entries = list(services.audit.scan(AuditFilter(request_id=request_id)))
     assert len(entries) == 1, entries
     return entries[0].event
@@ -112,6 +113,16 @@ def test_a_refused_request_is_recorded_with_its_status_and_code(
     assert got == status
     assert (event.status, event.error_code) == (status, code)
     assert event.tenant == (None if status == 401 else "alpha")
+
+
+def test_only_successful_answers_wait_for_their_record(world: World) -> None:
+    served = world.client.get("/v1/models", headers=bearer(world.alpha_detect))
+    refused = world.client.get("/v1/models")
+    assert served.status_code == 200
+    assert "audit;dur=" in served.headers["Server-Timing"]
+    assert refused.status_code == 401
+    assert "audit;dur=" not in refused.headers["Server-Timing"]
+    assert record_of(world.services, refused.headers["X-Request-ID"]).status == 401
 
 
 def test_an_administrative_action_is_recorded_with_the_acting_key(world: World) -> None:

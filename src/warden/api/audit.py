@@ -4,9 +4,11 @@ Handlers note what they learn in :class:`RequestFacts` (``request.state.audit``)
 caller, the model and version, the image's size and the detection count, the stage
 times, and for administrative routes the action and its target. The middleware turns
 them, the route template, the status and the error code into an
-:class:`~warden.audit.AuditEvent` when the answer starts, waits for it to be durable
-(``WARDEN_AUDIT_DURABILITY=sync``), and only then lets the answer go; the wait is the
-answer's ``Server-Timing: audit`` entry. When the audit
+:class:`~warden.audit.AuditEvent` when the answer starts. A successful answer (it may
+carry a tenant's results or state) waits for its record to be durable
+(``WARDEN_AUDIT_DURABILITY=sync``) and only then goes out; the wait is the answer's
+``Server-Timing: audit`` entry. An error answer discloses nothing, so its record joins
+the next group commit without holding the refusal back (refusals stay sub-millisecond). When the audit
 store cannot take it and the log fails closed, the client gets 503 ``audit_unavailable``
 instead of an answer nobody recorded; while the store is down, work is refused before
 it starts.
@@ -31,6 +33,8 @@ from warden.errors import AuditUnavailable, InvalidArgument
 from warden.serving import StageTimes
 from warden.tenancy import Principal
 
+HTTP_ERROR: Final = 400
+"""Answers from this status on carry no data: their records are committed without holding the answer."""
 UNAUDITED: Final = frozenset({"/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json", "/favicon.ico"})
 """Probes and documentation: no caller, no data, and too frequent to be worth a record."""
 
@@ -93,6 +97,10 @@ class AuditMiddleware:
                 answered = True
                 code = Headers(raw=message.get("headers", [])).get("x-error-code")
                 event = self._event(scope, noted, message["status"], code, started)
+                if message["status"] >= HTTP_ERROR:  # a refusal discloses nothing: recorded, not waited for
+                    self.audit.record(event)
+                    await send(message)
+                    return
                 waited = time.perf_counter()
                 try:
                     await self.audit.arecord(event)
