@@ -2,7 +2,9 @@
 
 For Warden and for the brief's naive server (inference inside the handler, no admission), in one run:
 B's p50/p99 latency alone and under A's flood and their ratio, A's accepted and refused counts, and the
-cores the bench's own client process used during the flood (it shares the machine with the server).
+cores A's client process used (it shares the machine's 2 cores with the server). A floods from a process
+of its own; one run lowers its CPU priority (nice 19) to show the server's behaviour apart from the
+bench's own CPU contention, as if the flooder were on another machine.
 Target (issue 4): B's p99 ratio <= 1.5 with Warden, and no B request refused.
 Warden is run with A retrying refused requests at once (a hostile client) and with A waiting the
 Retry-After it is given, each with the default scheduler (every worker may serve A) and with
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import subprocess
@@ -85,19 +88,74 @@ async def flood(send, concurrency: int, stop: asyncio.Event, tally: Tally, polit
     await asyncio.gather(*(loop() for _ in range(concurrency)))
 
 
-async def scenario(make_send, rate: float, seconds: float, concurrency: int, polite: bool) -> dict[str, object]:  # type: ignore[no-untyped-def]
+@dataclass(frozen=True)
+class Target:
+    """A server under test: its kind (``warden`` or ``naive``), base URL and each tenant's credential."""
+
+    kind: str
+    url: str
+    credentials: dict[str, str]
+
+
+def make_send(client: httpx.AsyncClient, target: Target, tenant: str, image: bytes):  # type: ignore[no-untyped-def]
+    """One tenant's request to ``target``, as a coroutine function answering the status code."""
+    credential = target.credentials[tenant]
+    if target.kind == "warden":
+        headers = {"Authorization": f"Bearer {credential}", "Content-Type": "image/jpeg"}
+
+        async def send() -> int:
+            answer = await client.post(f"{target.url}/v1/models/fall/detect", content=image, headers=headers)
+            return answer.status_code
+
+        return send
+
+    async def send_naive() -> int:
+        answer = await client.post(
+            f"{target.url}/detect", data={"token": credential}, files={"image": ("p.jpg", image)}
+        )
+        return answer.status_code
+
+    return send_naive
+
+
+def flood_child(spec: str) -> None:
+    """The flooder's own process (``--flood-child``): floods until its stdin closes, then prints its tally."""
+    order = json.loads(spec)
+    os.nice(order["nice"])
+    target = Target(**order["target"])
+    image = Path(order["image"]).read_bytes()
+
+    async def flooding() -> dict[str, float]:
+        tally, stop = Tally(), asyncio.Event()
+        asyncio.get_running_loop().add_reader(sys.stdin.fileno(), stop.set)  # readable: closed by the parent
+        cpu, wall = time.process_time(), time.perf_counter()
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=256)) as client:
+            await flood(make_send(client, target, "a", image), order["concurrency"], stop, tally, order["polite"])
+        cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
+        return {"accepted": len(tally.latencies), "refused": tally.refused, "cores": cores}
+
+    print(json.dumps(asyncio.run(flooding())), flush=True)
+
+
+async def scenario(  # noqa: PLR0917 - the scenario's parameters, each used once
+    target: Target, rate: float, seconds: float, concurrency: int, polite: bool, nice: int
+) -> dict[str, object]:
+    order = {"target": target.__dict__, "image": str(PHOTO), "concurrency": concurrency, "polite": polite, "nice": nice}
     async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=256)) as client:
-        send_a, send_b = make_send(client, "a"), make_send(client, "b")
+        send_b = make_send(client, target, "b", PHOTO.read_bytes())
         alone = Tally()
         await victim(send_b, rate, seconds, alone)
-        crowded, flooder, stop = Tally(), Tally(), asyncio.Event()
-        flooding = asyncio.create_task(flood(send_a, concurrency, stop, flooder, polite))
+        crowded = Tally()
+        flooder = subprocess.Popen(
+            [sys.executable, __file__, "--flood-child", json.dumps(order)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         await asyncio.sleep(2)  # let the flood build up
-        cpu, wall = time.process_time(), time.perf_counter()
         await victim(send_b, rate, seconds, crowded)
-        client_cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
-        stop.set()
-        await flooding
+        output, _ = flooder.communicate(timeout=300)  # closing its stdin stops it
+    a = json.loads(output)
     return {
         "b_alone_p50_s": round(pct(alone.latencies, 50), 3),
         "b_alone_p99_s": round(pct(alone.latencies, 99), 3),
@@ -106,14 +164,14 @@ async def scenario(make_send, rate: float, seconds: float, concurrency: int, pol
         "b_p99_ratio": round(pct(crowded.latencies, 99) / pct(alone.latencies, 99), 2),
         "b_refused": alone.refused + crowded.refused,
         "b_failed": alone.failed + crowded.failed,
-        "a_accepted": len(flooder.latencies),
-        "a_refused": flooder.refused,
-        "client_cores_during_flood": round(client_cores, 2),
+        "a_accepted": a["accepted"],
+        "a_refused": a["refused"],
+        "flooder_cores": round(a["cores"], 2),
     }
 
 
 def run_warden(
-    rate: float, seconds: float, concurrency: int, image: bytes, polite: bool, *, headroom: int = 0
+    rate: float, seconds: float, concurrency: int, polite: bool, *, headroom: int, nice: int
 ) -> dict[str, object]:
     with warden_server({"WARDEN_HEADROOM": str(headroom)}) as (url, data_dir):
         keys = {}
@@ -123,26 +181,17 @@ def run_warden(
             keys[tenant] = warden(data_dir, "key", "create", tenant)["key"]  # type: ignore[index]
         httpx.post(
             f"{url}/v1/models/fall/detect",
-            content=image,
+            content=PHOTO.read_bytes(),
             headers={"Authorization": f"Bearer {keys['a']}", "Content-Type": "image/jpeg"},
             timeout=120,
         )
-
-        def make_send(client: httpx.AsyncClient, tenant: str):  # type: ignore[no-untyped-def]
-            headers = {"Authorization": f"Bearer {keys[tenant]}", "Content-Type": "image/jpeg"}
-
-            async def send() -> int:
-                answer = await client.post(f"{url}/v1/models/fall/detect", content=image, headers=headers)
-                return answer.status_code
-
-            return send
-
-        return asyncio.run(scenario(make_send, rate, seconds, concurrency, polite))
+        return asyncio.run(scenario(Target("warden", url, keys), rate, seconds, concurrency, polite, nice))
 
 
 def run_naive(
-    rate: float, seconds: float, concurrency: int, image: bytes, polite: bool, *, headroom: int = 0
+    rate: float, seconds: float, concurrency: int, polite: bool, *, headroom: int, nice: int
 ) -> dict[str, object]:
+    del headroom  # the naive server has no scheduler
     port = free_port()
     process = subprocess.Popen(
         [
@@ -165,19 +214,11 @@ def run_naive(
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
+        image = PHOTO.read_bytes()
         for token in ("ta", "tb"):
             httpx.post(f"{url}/detect", data={"token": token}, files={"image": ("p.jpg", image)}, timeout=120)
-
-        def make_send(client: httpx.AsyncClient, tenant: str):  # type: ignore[no-untyped-def]
-            async def send() -> int:
-                answer = await client.post(
-                    f"{url}/detect", data={"token": f"t{tenant}"}, files={"image": ("p.jpg", image)}
-                )
-                return answer.status_code
-
-            return send
-
-        return asyncio.run(scenario(make_send, rate, seconds, concurrency, polite))
+        target = Target("naive", url, {"a": "ta", "b": "tb"})
+        return asyncio.run(scenario(target, rate, seconds, concurrency, polite, nice))
     finally:
         process.terminate()
         process.wait(30)
@@ -187,23 +228,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--flood", type=int, default=0, help="A's requests in flight (default 5x capacity, >= 16)")
+    parser.add_argument("--flood-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    image = PHOTO.read_bytes()
+    if args.flood_child:
+        flood_child(args.flood_child)
+        return
     cap = capacity()
     rate = 0.2 * cap
     concurrency = args.flood or max(16, round(5 * cap))
     print(f"capacity {cap:.2f} images/s; B at {rate:.2f}/s (Poisson), A keeps {concurrency} in flight", flush=True)
-    runs = [
-        ("warden", run_warden, False, 0),
-        ("warden", run_warden, True, 0),
-        ("warden", run_warden, False, 1),
-        ("warden", run_warden, True, 1),
-        ("naive", run_naive, False, 0),
+    runs = [  # server, runner, A honours Retry-After, headroom, the flooder process's niceness
+        ("warden", run_warden, False, 0, 0),
+        ("warden", run_warden, True, 0, 0),
+        ("warden", run_warden, False, 1, 0),
+        ("warden", run_warden, True, 1, 0),
+        ("warden", run_warden, False, 1, 19),
+        ("naive", run_naive, False, 0, 0),
     ]
-    for name, runner, polite, headroom in runs:
-        figures = runner(rate, args.seconds, concurrency, image, polite, headroom=headroom)
+    for name, runner, polite, headroom, nice in runs:
+        figures = runner(rate, args.seconds, concurrency, polite, headroom=headroom, nice=nice)
         flooder = "honours Retry-After" if polite else "retries at once"
-        label = f"{name:>7} headroom {headroom} (A {flooder})"
+        label = f"{name:>7} headroom {headroom} (A {flooder}, nice {nice})"
         print(f"{label}: " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
         emit(
             {
@@ -211,6 +256,7 @@ def main() -> None:
                 "server": name,
                 "flooder": flooder,
                 "headroom": headroom,
+                "flooder_nice": nice,
                 "capacity_images_s": round(cap, 2),
                 "b_rate": round(rate, 2),
                 "a_in_flight": concurrency,
