@@ -103,3 +103,33 @@ def test_when_images_are_uploaded_then_nothing_is_written_anywhere(
     for root in (world.services.settings.data_dir, temp, work):
         for path in root.rglob("*"):
             assert not path.is_file() or marker not in path.read_bytes(), path
+
+
+def test_after_hundreds_of_requests_no_marker_is_anywhere_on_disk(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp, work = tmp_path / "tmp", tmp_path / "cwd"
+    temp.mkdir()
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.chdir(work)
+    headers = {"Authorization": f"Bearer {world.alpha_detect}"}
+    markers = []
+    for number in range(240):
+        data, marker = image_with_marker(4_000 + 97 * number)
+        markers.append(marker)
+        if number % 2:
+            answer = world.client.post(
+                "/v1/models/tiny/detect", files={"image": ("a.jpg", data, "image/jpeg")}, headers=headers
+            )
+        else:
+            answer = world.client.post(
+                "/v1/models/tiny/detect", content=data, headers={**headers, "Content-Type": "image/jpeg"}
+            )
+        assert answer.status_code == 200, answer.text
+    assert world.services.audit.flush(timeout=30)  # the records of these requests are on disk too
+    for root in (world.services.settings.data_dir, temp, work):
+        for path in root.rglob("*"):
+            if path.is_file():
+                content = path.read_bytes()
+                assert not any(marker in content for marker in markers), path
