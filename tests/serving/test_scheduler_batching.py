@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.serving.test_scheduler import block
 from warden.errors import DeadlineExceeded
 from warden.serving.fair_queue import Entry, FairQueue
 from warden.serving.scheduler import Batching, Scheduler, TenantShare
@@ -28,12 +29,8 @@ LONG = 30.0  # a max_delay no test ever waits out: a batch that completes did no
 
 
 def single(clock: Callable[[], float] | None = None) -> Scheduler:
-    """One worker, with the headroom rule's activity tracking off (``active_window=0``).
-
-    With no headroom that rule should change nothing, but it currently caps a batch (see the regression
-    test at the end); off here, each test sees batching alone.
-    """
-    return Scheduler(1, active_window=0, clock=clock or time.monotonic)
+    """One worker, so what runs together is decided by the queue alone."""
+    return Scheduler(1, clock=clock or time.monotonic)
 
 
 @pytest.fixture
@@ -41,19 +38,6 @@ def one_worker() -> Iterator[Scheduler]:
     scheduler = single()
     yield scheduler
     scheduler.close()
-
-
-def block(scheduler: Scheduler, tenant: str = "gate") -> threading.Event:
-    """Occupy a worker until the returned event is set."""
-    release, started = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        started.set()
-        release.wait(10)
-
-    scheduler.submit(tenant, hold)
-    assert started.wait(10)
-    return release
 
 
 def wait_until(condition: Callable[[], bool]) -> None:
