@@ -10,9 +10,9 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from warden.errors import InvalidArgument
@@ -26,6 +26,11 @@ def default_replica_id() -> str:
     """This machine's host name, reduced to the replica-id alphabet (``warden`` when nothing is left)."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).lstrip("._-")[:63]
     return cleaned or "warden"
+
+
+def _lower(value: object) -> object:
+    """Level names are accepted in any case (``INFO`` as ``info``)."""
+    return value.lower() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -124,6 +129,32 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `warden serve` listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `warden serve` listens on.")
+    # --- observability (warden.observability) ---
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve GET /metrics without credentials (for an in-cluster scraper); "
+        "false: it needs the operator's admin key as a Bearer token. Metrics name tenants and models.",
+    )
+    metrics_max_tenants: int = Field(
+        default=100,
+        ge=0,
+        description="Tenants given their own metrics label (the first seen by this process); "
+        'the others are counted under tenant="other", so a scrape stays bounded.',
+    )
+    metrics_max_models: int = Field(
+        default=20,
+        ge=0,
+        description="Models given their own metrics label per labelled tenant (the first seen); the others "
+        'are counted under model="other".',
+    )
+    log_format: Literal["json", "console"] = Field(
+        default="json",
+        description="`warden serve` logs: json (one JSON object per line) or console (human-readable key=value).",
+    )
+    log_level: Annotated[Literal["debug", "info", "warning", "error", "critical"], BeforeValidator(_lower)] = Field(
+        default="info",
+        description="Least severe log level written (debug also writes the access lines of probes and scrapes).",
+    )
 
     @model_validator(mode="after")
     def _headroom_leaves_a_worker(self) -> Settings:

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request, Response, params
 
 from warden import __version__
 from warden.api import admin, v1, v2
 from warden.api.audit import AuditMiddleware
+from warden.api.auth import principal
 from warden.api.errors import install_error_handlers
 from warden.api.middleware import RequestContextMiddleware
 from warden.detection import ImageLimits
+from warden.errors import Forbidden
+from warden.observability import Metrics, ObservabilityMiddleware
 from warden.services import Services
 from warden.serving import DetectionEngine
 from warden.serving.admission import Admission
 from warden.serving.engine import EngineOptions
+from warden.tenancy import Principal
 
 
 def create_app(services: Services, engine: DetectionEngine | None = None) -> FastAPI:
@@ -60,8 +65,44 @@ def create_app(services: Services, engine: DetectionEngine | None = None) -> Fas
     app.state.engine = engine or build_engine()
     install_error_handlers(app)
     app.add_middleware(AuditMiddleware, audit=services.audit)
+    # --- observability: metrics and the access line of every request, and GET /metrics ---
+    metrics = Metrics(
+        max_tenants=settings.metrics_max_tenants,
+        max_models=settings.metrics_max_models,
+        engine=lambda: app.state.engine,
+        audit=services.audit,
+    )
+    app.state.metrics = metrics
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)  # outside audit: sees the answer as sent
+    app.add_api_route(
+        "/metrics", _scrape, methods=["GET"], include_in_schema=False, dependencies=_scraper(settings.metrics_public)
+    )
+    # --- end observability ---
     app.add_middleware(RequestContextMiddleware)  # outermost: the audit record carries its request id
     app.include_router(v1.router)
     app.include_router(v2.router)
     app.include_router(admin.router)
     return app
+
+
+async def _scrape(request: Request) -> Response:
+    """Prometheus metrics of this app (text format, or OpenMetrics when the scraper asks for it).
+
+    Not in the OpenAPI schema, and never audited (see ``UNAUDITED`` in :mod:`warden.api.audit`):
+    a scrape every few seconds would bury the trail, and monitoring must keep working while the
+    audit store is down. With ``WARDEN_METRICS_PUBLIC=false`` (the default) it needs the
+    operator's admin key as a Bearer token, since the series name tenants and models; set it
+    true for a scraper inside the cluster that holds no key.
+    """
+    metrics: Metrics = request.app.state.metrics
+    body, content_type = metrics.render(request.headers.get("accept"))
+    return Response(body, headers={"Content-Type": content_type})
+
+
+async def _operator_only(caller: Annotated[Principal, Depends(principal)]) -> None:
+    if not caller.is_operator:
+        raise Forbidden("/metrics needs the operator's admin key (or WARDEN_METRICS_PUBLIC=true)")
+
+
+def _scraper(public: bool) -> list[params.Depends]:
+    return [] if public else [Depends(_operator_only)]

@@ -35,8 +35,15 @@ from warden.tenancy import Principal
 
 HTTP_ERROR: Final = 400
 """Answers from this status on carry no data: their records are committed without holding the answer."""
-UNAUDITED: Final = frozenset({"/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json", "/favicon.ico"})
-"""Probes and documentation: no caller, no data, and too frequent to be worth a record."""
+UNAUDITED: Final = frozenset(
+    {"/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json", "/favicon.ico", "/metrics"}
+)
+"""Probes, documentation and metrics scrapes: no tenant data, and too frequent to be worth a record.
+
+``/metrics`` is never audited, public or not: a scrape every few seconds would bury the trail, and
+monitoring (the audit backlog among it) must keep answering while the audit store is down, which
+fail-closed auditing would refuse. Its access lines (failed credentials included) are in the log.
+"""
 
 
 @dataclass(slots=True)

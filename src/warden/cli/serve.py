@@ -13,6 +13,7 @@ import uvicorn
 from warden.api import create_app
 from warden.cli.common import console, data_dir, describe, fail
 from warden.errors import Conflict, ModelNotFound, WardenError
+from warden.observability import configure_logging
 from warden.registry import sha256_hex
 from warden.samples import SAMPLE_IMAGE, fall_model_path
 from warden.services import Services, open_services
@@ -93,11 +94,14 @@ def _open(settings: Settings) -> Services:
 
 def _run(services: Services) -> None:
     settings = services.settings
+    configure_logging(settings.log_format, settings.log_level)  # structured logs; the access line is Warden's own
     uvicorn.run(
         create_app(services),
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_level=settings.log_level,
+        log_config=None,
+        access_log=False,
         server_header=False,
         proxy_headers=False,
     )

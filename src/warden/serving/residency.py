@@ -12,6 +12,7 @@ so the budget can be exceeded while every resident session is busy.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,10 @@ class ResidencyStats:
     hits: int
     loads: int
     evictions: int
+    load_seconds: float = 0.0
+    """Time spent loading sessions (cold loads), in total."""
+    budget_bytes: int | None = None
+    """The memory budget (``None``: unlimited)."""
 
 
 class Residency(Generic[S]):
@@ -52,6 +57,7 @@ class Residency(Generic[S]):
         self._loading: dict[Key, threading.Event] = {}
         self._lock = threading.Lock()
         self._hits = self._loads = self._evictions = 0
+        self._load_seconds = 0.0
 
     @contextmanager
     def use(self, digest: str, dedicated_to: str | None = None) -> Iterator[S]:
@@ -70,7 +76,13 @@ class Residency(Generic[S]):
         with self._lock:
             resident = [s for s in self._slots.values() if s.session is not None]
             return ResidencyStats(
-                len(resident), sum(s.size for s in resident), self._hits, self._loads, self._evictions
+                len(resident),
+                sum(s.size for s in resident),
+                self._hits,
+                self._loads,
+                self._evictions,
+                self._load_seconds,
+                self._budget,
             )
 
     def _acquire(self, key: Key) -> _Slot[S]:
@@ -87,6 +99,7 @@ class Residency(Generic[S]):
                     self._loading[key] = threading.Event()
                     break
             waiting.wait()  # another request is loading it; then look again (a failed load is retried)
+        started = time.perf_counter()
         try:
             session, size = self._load(key[0])
         except BaseException:
@@ -97,6 +110,7 @@ class Residency(Generic[S]):
             slot = _Slot(session=session, size=size, users=1)
             self._slots[key] = slot
             self._loads += 1
+            self._load_seconds += time.perf_counter() - started
             self._evict()
             self._loading.pop(key).set()
         return slot

@@ -112,6 +112,7 @@ class Scheduler:
         self._dedicated: set[str] = set()
         self._batches = 0
         self._batched = 0
+        self._sizes: dict[int, int] = {}  # batch size -> batches of that size (metrics)
         self._threads = [
             threading.Thread(target=self._loop, args=(None,), name=f"{name}-{i}", daemon=True) for i in range(workers)
         ]
@@ -189,6 +190,17 @@ class Scheduler:
         """``(batches, requests)`` run through batching policies so far; their ratio is the mean batch size."""
         with self._cond:
             return self._batches, self._batched
+
+    def batch_sizes(self) -> dict[int, int]:
+        """How many batches ran with each number of requests (for a batch-size histogram)."""
+        with self._cond:
+            return dict(self._sizes)
+
+    def load(self) -> dict[str, tuple[int, int]]:
+        """``{tenant: (running, queued)}`` for every tenant with work running or waiting (for metrics)."""
+        with self._cond:
+            tenants = {t for t, n in self._running.items() if n} | set(self._queue.tenants())
+            return {t: (self._running.get(t, 0), self._queue.queued(t)) for t in tenants}
 
     def ensure_room(self, tenant: str, max_queue: int | None) -> None:
         """Raise ``OverCapacity`` when ``tenant`` already has ``max_queue`` requests waiting."""
@@ -331,6 +343,7 @@ class Scheduler:
         with self._cond:
             self._batches += 1
             self._batched += len(live)
+            self._sizes[len(live)] = self._sizes.get(len(live), 0) + 1
         try:
             outcomes = policy.run([job.payload for job in live])
             if len(outcomes) != len(live):
