@@ -18,6 +18,7 @@ map codes to status codes and exit codes in one place each.
     │   └── ModelNotFound          model_not_found
     ├── Conflict                   conflict
     ├── StorageCorrupt             storage_corrupt
+    ├── DeliveryFailed             delivery_failed (audit shipping)
     ├── Refused                    (admission; carries retry_after seconds)
     │   ├── RateLimited            rate_limited
     │   ├── QuotaExceeded          quota_exceeded
@@ -136,6 +137,12 @@ class StorageCorrupt(WardenError):
     """Stored state failed an integrity check (a blob whose bytes no longer match its digest)."""
 
     code = "storage_corrupt"
+
+
+class DeliveryFailed(WardenError):
+    """A batch of audit records could not be delivered to a shipping target (connection, TLS, timeout, file)."""
+
+    code = "delivery_failed"
 
 
 class Refused(WardenError):

@@ -1,7 +1,12 @@
-"""``warden audit …``: verify the audit trail, query it, export it for a SIEM, and prune it.
+"""``warden audit …``: verify the audit trail, query it, export it for a SIEM, ship it continuously, and prune it.
 
 ``verify`` prints its report (``--json``: one line) and, when a stream does not verify,
 ends with the error line ``warden: error: storage_corrupt: …`` and exit status 1.
+``ship`` delivers the trail to a syslog receiver (RFC 5424 over TCP or TLS) or a file and
+resumes where it stopped (see :mod:`warden.audit.ship` for the delivery guarantee); it
+follows new records until SIGTERM or SIGINT, or with ``--once`` ships what is there and
+exits. A delivery that keeps failing under ``--once`` ends with ``delivery_failed``
+(exit 1); while following, the shipper waits and retries instead, with a warning line.
 Times are ISO 8601 (``2026-11-22``, ``2026-11-22T10:00:00+01:00``; no offset means UTC)
 or a duration back from now (``90s``, ``15m``, ``12h``, ``30d``, ``2w``).
 """
@@ -10,20 +15,28 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Final
 
 import typer
 from rich.table import Table
 
 from warden.audit import AuditEntry, AuditFilter, ExportFormat, VerifyReport
+from warden.audit.ship import DEFAULT_NAME, Shipper, ShipReport, Target, open_sink
+from warden.audit.ship import check_format as check_ship_format
+from warden.audit.ship import check_name as check_shipper_name
 from warden.cli.common import ABORTED, AsJson, confirm, console, emit_json, fail, opened
-from warden.errors import InvalidArgument, StorageCorrupt
+from warden.errors import DeliveryFailed, InvalidArgument, StorageCorrupt
 
-audit_app = typer.Typer(help="Verify, query, export and prune the audit trail.", no_args_is_help=True)
+audit_app = typer.Typer(help="Verify, query, export, ship and prune the audit trail.", no_args_is_help=True)
 
+_ONCE_ATTEMPTS: Final = 3
 _DURATION: Final = re.compile(r"(\d+)([smhdw])")
 _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -220,3 +233,116 @@ def prune(
     out.print(f"Removed {report.removed} audit events before {limit.isoformat()}.", markup=False)
     for cut in report.cuts:
         out.print(f"stream {cut.stream}: {cut.removed} removed, signed cut at seq {cut.cut_seq}", markup=False)
+
+
+@audit_app.command("ship")
+def ship(
+    ctx: typer.Context,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="syslog+tcp://HOST:PORT, syslog+tls://HOST:PORT (RFC 5424, octet-counted) or file:///PATH.",
+        ),
+    ],
+    format_: Annotated[
+        str | None,
+        typer.Option(
+            "--format", metavar="syslog|jsonl|cef", help="Line format: syslog for syslog targets; any for a file."
+        ),
+    ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option("--ca-file", help="CA certificates (PEM) of a syslog+tls receiver (default: the system's)."),
+    ] = None,
+    name: Annotated[
+        str, typer.Option("--name", help="This shipper's name; its position in each stream is kept under it.")
+    ] = DEFAULT_NAME,
+    once: Annotated[bool, typer.Option("--once", help="Ship what is there, then exit (instead of following).")] = False,
+    poll: Annotated[
+        float,
+        typer.Option("--poll", min=0.01, help="Seconds between looks for new records; first retry delay (max 1)."),
+    ] = 1.0,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=10_000, help="At most this many records a batch.")] = 500,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds a receiver may take to connect, read and close.")
+    ] = 30.0,
+    as_json: AsJson = False,
+) -> None:
+    """Ship the audit trail in chain order to a syslog receiver or a file, resuming after the last delivered record."""
+    try:
+        target = Target.parse(to)
+        chosen = check_ship_format(target, format_)
+        shipper_name = check_shipper_name(name)
+        sink = open_sink(target, ca_file=ca_file, timeout=timeout)
+    except InvalidArgument as exc:
+        fail(exc.code, exc.message)
+    stop = threading.Event()
+    with opened(ctx) as services, _stop_on_signals(stop):
+        shipper = Shipper(
+            services.db,
+            sink,
+            name=shipper_name,
+            format_=chosen,
+            batch=batch,
+            attempts=_ONCE_ATTEMPTS if once else None,
+            first_delay=min(poll, 1.0),
+            on_retry=_quiet if once else _warn,
+        )
+        report = shipper.run(follow=not once, poll=poll, stop=stop)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        _print_shipped(report)
+
+
+def _quiet(_error: DeliveryFailed, _delay: float) -> None:
+    """Under ``--once`` a retry says nothing: the command ends with one error line if it keeps failing."""
+
+
+def _warn(error: DeliveryFailed, delay: float) -> None:
+    typer.echo(f"warden: warning: {error.code}: {error.message}; retrying in {delay:.3g}s", err=True)
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (the batch in flight is finished and committed); a second one acts as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Callable[[int, FrameType | None], object] | int] = {}
+
+    def restore() -> None:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+    def on_signal(_number: int, _frame: FrameType | None) -> None:
+        stop.set()
+        restore()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.signal(number, on_signal)
+        previous[number] = signal.SIG_DFL if handler is None else handler  # None: set outside Python
+    try:
+        yield
+    finally:
+        restore()
+
+
+def _print_shipped(report: ShipReport) -> None:
+    out = console()
+    if report.recovered:
+        out.print(f"{report.recovered} records were already in {report.target} from an interrupted run.", markup=False)
+    for stream, first, last in report.pruned:
+        out.print(f"stream {stream}: records {first}-{last} were pruned before they could be shipped", markup=False)
+    if not report.shipped:
+        out.print(f"Nothing new to ship to {report.target}.", markup=False)
+    else:
+        out.print(
+            f"Shipped {report.shipped} audit records to {report.target} in {report.batches} batches"
+            + (f" ({report.retries} retries)." if report.retries else "."),
+            markup=False,
+        )
+    for stream, shipped in sorted(report.streams.items()):
+        out.print(f"stream {stream}: seq {shipped.first_seq}-{shipped.last_seq}", markup=False)

@@ -185,3 +185,19 @@ class AuditStream(Base):
 
     stream: Mapped[str] = mapped_column(String(64), primary_key=True)
     commits: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AuditShipPosition(Base):
+    """How far a named shipper (``warden audit ship --name``) has delivered one audit stream.
+
+    Every record of ``stream`` with a seq up to ``seq`` was delivered to the shipper's target;
+    the shipper moves ``seq`` forward only after its target has a batch, and only from the value
+    it read (a second shipper of the same name is detected instead of skipping records).
+    """
+
+    __tablename__ = "audit_ship_positions"
+
+    shipper: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
