@@ -111,3 +111,19 @@ def test_a_dedicated_tenant_keeps_its_own_worker_whatever_the_headroom(gate: thr
 def test_headroom_must_leave_a_worker(workers: int, headroom: int) -> None:
     with pytest.raises(ValueError, match="headroom"):
         Scheduler(workers, headroom=headroom)
+
+
+def test_an_idle_scheduler_sleeps_once_every_activity_has_aged_out() -> None:
+    # Regression: an activity older than the window was never forgotten while nothing was queued, so idle
+    # workers woke every millisecond for ever.
+    scheduler = Scheduler(2, headroom=1, active_window=WINDOW)
+    try:
+        scheduler.submit("a", lambda: None).future.result(10)
+        scheduler.submit("b", lambda: None).future.result(10)
+        with scheduler._cond:
+            assert scheduler._idle_wait() is not None  # two tenants active: wake when their activity ends
+        time.sleep(WINDOW * 2)
+        with scheduler._cond:
+            assert scheduler._idle_wait() is None  # then sleep until work arrives
+    finally:
+        scheduler.close()

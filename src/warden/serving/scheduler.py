@@ -278,9 +278,15 @@ class Scheduler:
     def _idle_wait(self) -> float | None:
         # How long a worker may sleep: with headroom, until the oldest activity ages out (work held back
         # for another tenant becomes eligible then, and nothing else would wake the worker).
-        if self._headroom == 0 or not self._seen:
+        if self._headroom == 0:
             return None
-        return max(0.0, min(self._seen.values()) + self._window - time.monotonic()) + 0.001
+        now = time.monotonic()
+        for tenant, seen in list(self._seen.items()):
+            if now - seen >= self._window:
+                del self._seen[tenant]  # aged out: nothing to wake up for (an idle server must not spin)
+        if not self._seen:
+            return None
+        return min(self._seen.values()) + self._window - now + 0.001
 
     def _loop(self, owner: str | None) -> None:
         eligible, joinable = self._eligible_for(owner), self._eligible_for(owner, joining=True)
