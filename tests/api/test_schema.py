@@ -42,7 +42,7 @@ from tests.api.server import running_server
 from tests.detection.graphs import Box, anchor_free_rows, yolo_graph
 from warden.api import create_app
 from warden.api.oip import HEADER_LENGTH
-from warden.api.schemas import MAX_VERSION
+from warden.registry import MAX_VERSION
 from warden.samples import SAMPLE_IMAGE
 from warden.tenancy import Scope
 

@@ -16,7 +16,6 @@ from warden.api.audit import RequestFacts, facts
 from warden.api.auth import Admin
 from warden.api.body import read_body
 from warden.api.schemas import (
-    MAX_VERSION,
     AdminModelOut,
     AliasIn,
     AliasOut,
@@ -32,7 +31,7 @@ from warden.api.schemas import (
 )
 from warden.errors import Forbidden, TenantNotFound
 from warden.registry import BatchSettings, ModelView
-from warden.registry.service import MAX_BATCH_SIZE, MAX_QUEUE_DELAY_MS
+from warden.registry.service import MAX_BATCH_SIZE, MAX_QUEUE_DELAY_MS, MAX_VERSION
 from warden.services import Services
 from warden.tenancy import KeyView, Principal, Scope, TenantView
 

@@ -6,11 +6,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel, Field
 
-from warden.registry.service import MAX_BATCH_SIZE, MAX_QUEUE_DELAY_MS
+from warden.registry.service import MAX_BATCH_SIZE, MAX_QUEUE_DELAY_MS, MAX_VERSION
 from warden.tenancy.service import NAME_PATTERN
-
-MAX_VERSION: Final = 2**31 - 1
-"""The largest model version number: versions are 32-bit integers in the database."""
 
 
 class ErrorDetail(BaseModel):
