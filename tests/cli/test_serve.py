@@ -49,9 +49,10 @@ def running(args: list[str], env: dict[str, str]) -> Iterator[queue.Queue[str]]:
             process.stdout.close()
 
 
-def wait_for(lines: queue.Queue[str], needle: str, timeout: float = 60) -> str:
+def wait_for(lines: queue.Queue[str], needle: str, timeout: float = 60, seen: list[str] | None = None) -> str:
+    """The first line holding ``needle``; every line read on the way is added to ``seen`` when given."""
     deadline = time.monotonic() + timeout
-    seen = []
+    seen = [] if seen is None else seen
     while time.monotonic() < deadline:
         try:
             line = lines.get(timeout=0.5)

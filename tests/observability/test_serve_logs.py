@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import secrets
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.cli.test_serve import free_port, running
-
-
-def wait_for(lines: queue.Queue[str], needle: str, seen: list[str], timeout: float = 60) -> str:
-    """The first line holding ``needle``; every line read on the way is added to ``seen``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        seen.append(line)
-        if needle in line:
-            return line
-    raise AssertionError(f"{needle!r} not printed within {timeout}s; output: {''.join(seen)}")
+from tests.cli.test_serve import free_port, running, wait_for
 
 
 def test_warden_serve_writes_one_json_object_per_line_and_its_own_access_line(tmp_path: Path) -> None:
@@ -35,11 +19,11 @@ def test_warden_serve_writes_one_json_object_per_line_and_its_own_access_line(tm
     token = "wdn_0123456789ab_" + secrets.token_urlsafe(32)[:43]
     seen: list[str] = []
     with running(["serve"], env) as lines:
-        started = wait_for(lines, "Uvicorn running", seen)
+        started = wait_for(lines, "Uvicorn running", seen=seen)
         answer = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 401
         request_id = answer.headers["X-Request-ID"]
-        access = json.loads(wait_for(lines, request_id, seen))
+        access = json.loads(wait_for(lines, request_id, seen=seen))
         httpx.get(f"http://127.0.0.1:{port}/v2/health/live")  # a probe: debug level, so not written at info
     while not lines.empty():  # what was printed until the server stopped
         seen.append(lines.get())
