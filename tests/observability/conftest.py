@@ -24,6 +24,7 @@ from warden.services import Services, open_services
 from warden.serving import DetectionEngine
 from warden.settings import Settings
 from warden.tenancy import Quota, Scope
+from warden.tenancy.keys import parse_key
 
 META = {"names": "{0: 'cat', 1: 'dog', 2: 'bird'}", "task": "detect", "stride": "32", "imgsz": "[64, 64]"}
 PHOTO = Path(__file__).parents[1] / "detection" / "data" / "astronaut.png"
@@ -136,3 +137,10 @@ def make_observed(tmp_path_factory: pytest.TempPathFactory, fall_model_file: Pat
     for apps in opened:
         for _ in apps:  # runs the rest of the generator: closes the client and the services
             pass
+
+
+def secret_of(key: str) -> tuple[str, str]:
+    """A key's id and secret parts (the secret may itself hold '_', so never split the key on it)."""
+    parsed = parse_key(key)
+    assert parsed is not None, "not an API key"
+    return parsed

@@ -20,7 +20,7 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 
-from tests.observability.conftest import PHOTO, Observed
+from tests.observability.conftest import PHOTO, Observed, secret_of
 from warden.observability import configure_logging
 from warden.observability.logs import mask_secrets, safe_exception
 
@@ -70,7 +70,9 @@ def test_no_log_line_holds_a_key_a_token_or_image_data(
     observed: Observed, captured: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key, jwt, marker = observed.alpha, jwt_shaped(), secrets.token_hex(16)
-    wrong_key = key[: -len(key.split("_")[-1])] + secrets.token_urlsafe(32)[:43]
+    key_id, key_secret = secret_of(key)
+    wrong_secret = secrets.token_urlsafe(32)[:43]
+    wrong_key = f"wdn_{key_id}_{wrong_secret}"
     image = PHOTO.read_bytes() + marker.encode()  # decoders stop at the image's end: still a valid PNG
     client = observed.client
     sent: dict[str, int] = {}
@@ -113,7 +115,7 @@ def test_no_log_line_holds_a_key_a_token_or_image_data(
     text = captured.getvalue()
     lines = text.splitlines()
     assert len(lines) > len(sent)
-    forbidden = [key, key.split("_")[-1], wrong_key.split("_")[-1], jwt, jwt.split(".")[2], marker, "boom"]
+    forbidden = [key, key_secret, wrong_secret, jwt, jwt.split(".")[2], marker, "boom"]
     for line in lines:
         for secret in forbidden:
             assert secret not in line, f"{secret!r} logged: {line}"
