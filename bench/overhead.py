@@ -1,8 +1,8 @@
 """The server's own cost per request, with a model so small that the server's work dominates.
 
 A few convolutions on a 64x64 input shaped as a 3-class YOLOv8 output. A closed loop of clients posts a
-small JPEG to ``/v1``; each answer's ``Server-Timing`` header gives the server's total time and its decode
-and inference (with pre/postprocessing) parts, so the overhead outside them (HTTP, auth, admission,
+small JPEG to ``/v1``; each answer's ``Server-Timing`` header gives the server's total time and its decode,
+preprocess and inference (with postprocessing) parts, so the overhead outside them (HTTP, auth, admission,
 scheduling, serialisation) is measured inside the server, not through the client.
 Prints requests/s and that overhead at p50 and p99 (target p50 <= 1 ms), with the queue wait and the wait
 for the request's audit record to be durable (``Server-Timing: audit``) shown apart, once with sync audit
@@ -93,7 +93,7 @@ async def loop_clients(url: str, key: str, clients: int, seconds: float) -> Figu
                     continue
                 parts = dict(p.strip().split(";dur=") for p in answer.headers["Server-Timing"].split(","))
                 ms = {k: float(v) for k, v in parts.items()}
-                overhead = ms["total"] - ms["decode"] - ms["inference"] - ms["queue"]
+                overhead = ms["total"] - ms["decode"] - ms["preprocess"] - ms["inference"] - ms["queue"]
                 figures.overhead.append(overhead)
                 figures.audit.append(ms.get("audit", 0.0))
                 figures.outside_audit.append(overhead - ms.get("audit", 0.0))

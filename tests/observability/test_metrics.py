@@ -38,7 +38,7 @@ def test_a_detection_counts_a_request_and_observes_every_stage(observed: Observe
     assert after.value("warden_request_duration_seconds_sum", **timed) > before.value(
         "warden_request_duration_seconds_sum", **timed
     )
-    for stage in ("queue", "decode", "inference"):
+    for stage in ("queue", "decode", "preprocess", "inference"):
         name = "warden_stage_duration_seconds_count"
         assert after.value(name, **ours, stage=stage) == before.value(name, **ours, stage=stage) + 1, stage
     assert after.value("warden_stage_duration_seconds_sum", **ours, stage="inference") > 0
@@ -46,6 +46,9 @@ def test_a_detection_counts_a_request_and_observes_every_stage(observed: Observe
     assert after.value("warden_audit_wait_seconds_count") == before.value("warden_audit_wait_seconds_count") + 1
     assert after.value("warden_audit_records_total") > before.value("warden_audit_records_total")
     assert after.value("warden_audit_commits_total") >= 1
+    # The writer's own flush latency: one observation per group commit.
+    assert after.value("warden_audit_commit_seconds_count") == after.value("warden_audit_commits_total")
+    assert after.value("warden_audit_commit_seconds_sum") > before.value("warden_audit_commit_seconds_sum")
     assert after.value("warden_audit_healthy") == 1
     assert "warden_audit_backlog" in after.names()
     assert after.value("warden_models_resident") >= 1
@@ -83,7 +86,7 @@ def test_refusals_are_counted_by_tenant_and_reason(observed: Observed) -> None:
     assert scrape.value("warden_requests_total", tenant="limited", code="none", outcome="2xx") == 1
     # Refused before the model was resolved: no model label; and no stage was measured.
     assert scrape.label_values("warden_requests_total", "model") >= {"(none)", "m"}
-    assert scrape.value("warden_stage_duration_seconds_count", tenant="limited") == 3  # the 200's three stages
+    assert scrape.value("warden_stage_duration_seconds_count", tenant="limited") == 4  # the 200's four stages
     # A bad credential has no tenant: it is not a refusal, but it is counted.
     assert scrape.value("warden_requests_total", tenant="(none)", code="unauthenticated", **refused) >= 1
 

@@ -15,7 +15,7 @@ name                                       type       labels / meaning
 =========================================  =========  ==============================================
 warden_requests_total                      counter    tenant, model, route, outcome (2xx..5xx), code
 warden_request_duration_seconds            histogram  tenant, model, route: server time, whole answer
-warden_stage_duration_seconds              histogram  tenant, model, stage (queue, decode, inference)
+warden_stage_duration_seconds              histogram  tenant, model, stage (queue, decode, preprocess, inference)
 warden_refusals_total                      counter    tenant, reason (rate_limited, quota_exceeded,
                                                       over_capacity, deadline_exceeded,
                                                       audit_unavailable)
@@ -35,6 +35,7 @@ warden_model_evictions_total               counter    sessions evicted to fit th
 warden_audit_backlog                       gauge      audit records accepted, not yet committed
 warden_audit_healthy                       gauge      1 while the audit store commits, else 0
 warden_audit_commits_total                 counter    group commits (transactions)
+warden_audit_commit_seconds                summary    time of each successful group commit (_sum / _count)
 warden_audit_records_total                 counter    audit records committed
 warden_audit_dropped_total                 counter    audit records refused (backlog full) or lost
 warden_metrics_tenant_labels               gauge      tenants with a label of their own (cap reached:
@@ -55,6 +56,7 @@ from prometheus_client.metrics_core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector
 
@@ -122,7 +124,7 @@ class Metrics:
         )
         self._stages = Histogram(
             "warden_stage_duration_seconds",
-            "Time of a detection request in each stage: queue (waiting for a worker), decode, inference.",
+            "Time of a detection request in each stage: queue (waiting for a worker), decode, preprocess, inference.",
             ["tenant", "model", "stage"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
@@ -242,6 +244,12 @@ class AuditCollector(Collector):
             value=int(writer.healthy),
         )
         yield CounterMetricFamily("warden_audit_commits", "Audit group commits (transactions).", value=writer.commits)
+        yield SummaryMetricFamily(
+            "warden_audit_commit_seconds",
+            "Time of the audit writer's successful group commits (the flush latency: _sum / _count).",
+            count_value=writer.commits,
+            sum_value=writer.commit_seconds,
+        )
         yield CounterMetricFamily("warden_audit_records", "Audit records committed.", value=writer.written)
         yield CounterMetricFamily(
             "warden_audit_dropped",

@@ -115,6 +115,7 @@ def finished_request(
         model_version=getattr(noted, "model_version", None),
         queue=getattr(times, "queue", None),
         decode=getattr(times, "decode", None),
+        preprocess=getattr(times, "preprocess", None),
         inference=getattr(times, "inference", None),
         audit=audit,
     )

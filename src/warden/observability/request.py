@@ -43,6 +43,7 @@ class FinishedRequest:
     model_version: int | None = None
     queue: float | None = None
     decode: float | None = None
+    preprocess: float | None = None
     inference: float | None = None
     audit: float | None = None
     """How long a successful answer waited for its audit record to be durable (sync durability)."""
@@ -59,6 +60,11 @@ class FinishedRequest:
 
     @property
     def stages(self) -> dict[str, float]:
-        """The stage times noted for this request (queue, decode, inference), when it ran a model."""
-        found = {"queue": self.queue, "decode": self.decode, "inference": self.inference}
+        """The stage times noted for this request (queue, decode, preprocess, inference), when it ran a model."""
+        found = {
+            "queue": self.queue,
+            "decode": self.decode,
+            "preprocess": self.preprocess,
+            "inference": self.inference,
+        }
         return {name: seconds for name, seconds in found.items() if seconds is not None}

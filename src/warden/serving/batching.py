@@ -21,17 +21,23 @@ from warden.detection.model import PreparedBatch, check_thresholds
 
 @dataclass(slots=True)
 class StageTimes:
-    """Seconds a request spent queued, decoding and in the model (pre- and postprocessing included)."""
+    """Seconds a request spent queued, decoding, letterboxing (preprocess), and in the model and postprocessing."""
 
     queue: float = 0.0
     decode: float = 0.0
+    preprocess: float = 0.0
     inference: float = 0.0
 
     def server_timing(self) -> str:
         """The W3C ``Server-Timing`` header value, in milliseconds."""
         return ", ".join(
             f"{name};dur={seconds * 1000:.3f}"
-            for name, seconds in (("queue", self.queue), ("decode", self.decode), ("inference", self.inference))
+            for name, seconds in (
+                ("queue", self.queue),
+                ("decode", self.decode),
+                ("preprocess", self.preprocess),
+                ("inference", self.inference),
+            )
         )
 
 
@@ -64,11 +70,13 @@ def detect_many(model: DetectionModel, requests: Sequence[DetectRequest]) -> lis
         try:
             check_thresholds(request.conf, request.iou, request.max_det)
             rgbs = [decode_image(data, request.limits) for data in request.images]
-            request.times.decode = time.perf_counter() - start
+            decoded = time.perf_counter()
+            request.times.decode = decoded - start
             capacity = model.batch_capacity
             chunks.extend(
                 _Chunk(index, model.prepare(rgbs[at : at + capacity])) for at in range(0, len(rgbs), capacity)
             )
+            request.times.preprocess = time.perf_counter() - decoded
         except Exception as exc:
             outcomes[index] = exc
     started = time.perf_counter()
