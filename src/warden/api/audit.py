@@ -77,7 +77,7 @@ def facts(request: Request) -> RequestFacts:
 
 
 class AuditMiddleware:
-    """Records every request but probes and docs, and holds each answer until its record is durable."""
+    """Records every request but probes, docs and scrapes; holds each successful answer until its record is durable."""
 
     def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
         self.app = app
