@@ -6,6 +6,7 @@ an answer goes out only after its record is committed (sync durability, the defa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import subprocess
@@ -36,11 +37,9 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"warden serve exited with {process.returncode}")
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
                 return
-        except httpx.HTTPError:
-            pass
         time.sleep(0.1)
     raise AssertionError("warden serve did not become ready")
 

@@ -37,6 +37,7 @@ Delivery guarantee, per shipper name:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
@@ -275,7 +276,7 @@ class Shipper:
         report = ShipReport(self.name, self.sink.target, self.format.value)
         positions = load_positions(self.db, self.name)
         report.positions = positions
-        try:
+        with contextlib.suppress(_Stopped):
             self._recover(positions, report, stop)
             while not stop.is_set():
                 if self._round(positions, report, stop):
@@ -283,8 +284,6 @@ class Shipper:
                 if not follow:
                     break
                 stop.wait(poll)
-        except _Stopped:
-            pass
         return report
 
     def _recover(self, positions: dict[str, int], report: ShipReport, stop: threading.Event) -> None:

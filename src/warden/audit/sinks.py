@@ -373,10 +373,8 @@ def _lines_at_end(body: bytes, encoded: list[bytes], *, at_file_start: bool) -> 
 def _open_append(path: Path) -> tuple[int, bool]:
     flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC  # read: to look at the last byte
     while True:
-        try:
+        with contextlib.suppress(FileExistsError):
             return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
-        except FileExistsError:
-            pass
         try:
             return os.open(path, flags), False
         except FileNotFoundError:  # removed in between (rotated away): create it again

@@ -155,7 +155,8 @@ class Scheduler:
             if share.dedicated and tenant not in self._dedicated:
                 self._reserve(tenant)
             entry = self._queue.push(tenant, job, weight=share.weight, cost=cost)
-            self._seen[tenant] = time.monotonic()
+            if self._headroom:  # activity matters (and is tracked) only when headroom holds work back
+                self._seen[tenant] = time.monotonic()
             self._cond.notify_all()  # workers differ in whom they serve: wake them all
         ticket = Ticket(self, entry, job.future)
         job.future.add_done_callback(lambda done: ticket.cancel() if done.cancelled() else None)
