@@ -19,6 +19,11 @@ map codes to status codes and exit codes in one place each.
     ├── Conflict                   conflict
     ├── StorageCorrupt             storage_corrupt
     ├── DeliveryFailed             delivery_failed (audit shipping)
+    ├── DeidError                  deid_error      (de-identification)
+    │   ├── InvalidPolicy          invalid_policy  (+ where: the policy field at fault)
+    │   ├── KeyRequired            key_required
+    │   ├── UnsupportedFile        unsupported_file
+    │   └── EngineUnavailable      engine_unavailable
     ├── Refused                    (admission; carries retry_after seconds)
     │   ├── RateLimited            rate_limited
     │   ├── QuotaExceeded          quota_exceeded
@@ -143,6 +148,40 @@ class DeliveryFailed(WardenError):
     """A batch of audit records could not be delivered to a shipping target (connection, TLS, timeout, file)."""
 
     code = "delivery_failed"
+
+
+class DeidError(WardenError):
+    """De-identification could not proceed; nothing partial is left where the output was asked for."""
+
+    code = "deid_error"
+
+
+class InvalidPolicy(DeidError):
+    """A de-identification policy names an unknown column, operator or option, or a value out of range."""
+
+    code = "invalid_policy"
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.where = where
+
+
+class KeyRequired(DeidError):
+    """An operator that needs key material (hash, encrypt, date_shift) was asked for without a usable key."""
+
+    code = "key_required"
+
+
+class UnsupportedFile(DeidError):
+    """An input file's format is not one de-identification reads, or it does not parse as that format."""
+
+    code = "unsupported_file"
+
+
+class EngineUnavailable(DeidError):
+    """A detector the run needs (the NER pipeline, a face model) is not installed; nothing is silently skipped."""
+
+    code = "engine_unavailable"
 
 
 class Refused(WardenError):
