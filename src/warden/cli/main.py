@@ -9,6 +9,7 @@ import typer
 
 from warden import __version__
 from warden.cli.audit import audit_app
+from warden.cli.deid import deid_app
 from warden.cli.detect import detect
 from warden.cli.keys import init, key_app
 from warden.cli.models import model_app
@@ -28,6 +29,7 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
 app.add_typer(model_app, name="model")
 app.add_typer(audit_app, name="audit")
+app.add_typer(deid_app, name="deid")
 app.command("serve")(serve)
 app.command("demo")(demo)
 
