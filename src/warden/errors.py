@@ -51,6 +51,17 @@ class WardenError(Exception):
         super().__init__(message)
         self.message = message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle by state, not by constructor arguments, so that errors with other signatures cross processes."""
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[WardenError], args: tuple[object, ...], state: dict[str, object]) -> WardenError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class InvalidArgument(WardenError):
     """A caller passed a value outside its documented range (a threshold, a size, a device name)."""

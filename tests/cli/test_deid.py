@@ -104,6 +104,17 @@ def test_apply_with_a_policy_writes_the_output_and_its_manifest(
     assert answer["audit"].startswith("manifest only")
 
 
+def test_apply_with_worker_processes_writes_what_one_process_writes(
+    warden: Warden, people: Path, policy_file: Path, key_file: Path, tmp_path: Path
+) -> None:
+    common = ["--policy", policy_file, "--key-file", key_file]
+    alone = warden.json("deid", "apply", people, "--out", tmp_path / "alone.csv", *common, "--workers", "1")
+    shared = warden.json("deid", "apply", people, "--out", tmp_path / "shared.csv", *common, "--workers", "2")
+
+    assert shared["output"]["sha256"] == alone["output"]["sha256"]
+    assert shared["columns"] == alone["columns"]
+
+
 def test_apply_prints_a_table_and_where_the_record_is(
     warden: Warden, people: Path, policy_file: Path, key_file: Path, tmp_path: Path
 ) -> None:

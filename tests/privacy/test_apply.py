@@ -625,3 +625,40 @@ def test_a_typed_column_cannot_take_a_placeholder_and_says_so(tmp_path: Path) ->
 
     assert only_files(tmp_path) == ["b.parquet", "b.parquet.manifest.json", "in.parquet"]
     assert pq.read_table(tmp_path / "b.parquet").column("d").to_pylist() == [None]
+
+
+# --- worker processes -------------------------------------------------------------------------------------------
+
+
+def test_worker_processes_write_the_same_bytes_and_counts_as_one_process(people: Path, tmp_path: Path) -> None:
+    many = write_csv(tmp_path / "many.csv", HEADER, PEOPLE * 40)
+    alone = run(many, tmp_path / "alone.csv", chunk_rows=7)
+    shared = run(many, tmp_path / "shared.csv", chunk_rows=7, workers=2)
+
+    assert (tmp_path / "shared.csv").read_bytes() == (tmp_path / "alone.csv").read_bytes()
+    assert {n: r.stats for n, r in shared.columns.items()} == {n: r.stats for n, r in alone.columns.items()}
+    assert shared.rows == alone.rows == 160
+
+
+def test_worker_processes_run_the_text_operator_and_keep_json_lines_absent_keys(tmp_path: Path) -> None:
+    records = [{"id": n, "note": f"write to user{n}@example.com"} if n % 3 else {"id": n} for n in range(60)]
+    source = write_jsonl(tmp_path / "in.jsonl", records)
+    deid = Deidentifier(key=KEY, ner=False)
+    text = "columns: {id: keep, note: text}"
+
+    alone = deid.apply(source, tmp_path / "alone.jsonl", policy(text), chunk_rows=8, workers=1)
+    shared = deid.apply(source, tmp_path / "shared.jsonl", policy(text), chunk_rows=8, workers=2)
+
+    assert (tmp_path / "shared.jsonl").read_bytes() == (tmp_path / "alone.jsonl").read_bytes()
+    assert shared.columns["note"].stats.entities == alone.columns["note"].stats.entities == {"EMAIL": 40}
+    assert '"note"' not in (tmp_path / "shared.jsonl").read_text().splitlines()[0]  # record 0 had no note
+
+
+def test_an_error_in_a_worker_process_keeps_its_code_and_row_and_leaves_no_output(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "in.csv", ["age"], [[str(n)] for n in range(50)] + [["forty"]])
+
+    with pytest.raises(InvalidValue, match=r"^row 50: generalize cannot read") as caught:
+        run(source, tmp_path / "out.csv", "columns: {age: {op: generalize, bucket: 10}}", chunk_rows=7, workers=2)
+
+    assert caught.value.row == 50
+    assert only_files(tmp_path) == ["in.csv"]

@@ -149,6 +149,10 @@ def apply(
     national_ids: NationalIds = None,
     no_ner: NoNer = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Worker processes (default: 1 below 32 MiB, else one per core, at most 8)."),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """De-identify FILE into --out by a policy (or --auto), with a manifest beside the output."""
@@ -172,12 +176,14 @@ def apply(
                 bar.update(task, completed=done)
 
             if auto:
-                result = deid.auto(file, out, k=k, max_suppressed=max_suppressed, progress=step, overwrite=overwrite)
+                result = deid.auto(
+                    file, out, k=k, max_suppressed=max_suppressed, progress=step, overwrite=overwrite, workers=workers
+                )
                 report, policy = result.applied, result.policy
             else:
                 assert policy_file is not None  # noqa: S101 - checked above
                 policy = Policy.load(policy_file)
-                report = deid.apply(file, out, policy, progress=step, overwrite=overwrite)
+                report = deid.apply(file, out, policy, progress=step, overwrite=overwrite, workers=workers)
     audit = _audit(ctx, "deid.apply", report.output.name, _audit_details(report))
     if as_json:
         emit_json({**report.manifest(policy), "manifest_path": str(report.manifest_path), "audit": audit})

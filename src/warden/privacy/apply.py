@@ -13,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import multiprocessing
 import os
 import secrets
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +34,18 @@ from warden.privacy.kanon import KAnonymity, KReport, count_groups, plan_from_co
 from warden.privacy.keys import DeidKey
 from warden.privacy.operators import ColumnStats, GeneralizeDate, InvalidValue, Operator, Rows
 from warden.privacy.policy import DateShiftSpec, EncryptSpec, HashSpec, KeepSpec, Policy, TextSpec, build_operator
-from warden.privacy.tables import ABSENT, DEFAULT_CHUNK_ROWS, Chunk, Format, detect_format, open_reader, open_writer
+from warden.privacy.tables import (
+    ABSENT,
+    DEFAULT_CHUNK_ROWS,
+    ArrowColumns,
+    Chunk,
+    Format,
+    Reader,
+    detect_format,
+    open_reader,
+    open_writer,
+    to_batch,
+)
 
 MANIFEST_SUFFIX: Final = ".manifest.json"
 _SCALARS: Final = (str, int, float, bool, date, Decimal)
@@ -111,8 +125,14 @@ def apply_policy(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Progress | None = None,
     overwrite: bool = False,
+    workers: int = 1,
 ) -> ApplyReport:
-    """De-identify ``source`` into ``output`` by ``policy``; write ``output``'s manifest; return the report."""
+    """De-identify ``source`` into ``output`` by ``policy``; write ``output``'s manifest; return the report.
+
+    With ``workers`` above 1, chunks are de-identified in that many worker processes (started fresh, so
+    ``text_factory`` must pickle) and written in their original order; at most two chunks per worker are
+    in flight, so memory stays bounded. A k-anonymity policy runs in this process only.
+    """
     fmt = fmt or detect_format(source)
     _check_paths(source, output, overwrite)
     if detect_format(output) is not fmt:
@@ -122,15 +142,16 @@ def apply_policy(
         build_operator(spec, None, where=where)  # raises KeyRequired, naming the column
     started = datetime.now(UTC)
     plan = _plan_k(source, fmt, policy, chunk_rows) if policy.k_anonymity else None
-    run = _Run(policy, key, text_factory, plan, source.name, complete=fmt is not Format.JSONL)
+    run = _Run(_Blueprint(policy, key, text_factory, plan, source.name, fmt is not Format.JSONL))
     total = source.stat().st_size
     temp = output.with_name(f".{output.name}.{secrets.token_hex(4)}.partial")
     try:
         reader = open_reader(source, fmt, chunk_rows)
         writer = open_writer(temp, fmt)
         try:
-            for chunk in reader.chunks():
-                writer.write(run.transform(chunk, reader.columns))
+            parallel = workers > 1 and plan is None
+            for done in _in_workers(run, reader, workers) if parallel else _here(run, reader):
+                writer.write(done)
                 if progress is not None:
                     progress(reader.position, total)
             run.finish(reader.columns)
@@ -162,6 +183,56 @@ def apply_policy(
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+def _here(run: _Run, reader: Reader) -> Iterator[Chunk]:
+    for chunk in reader.chunks():
+        yield run.transform(chunk, reader.columns)
+
+
+def _in_workers(run: _Run, reader: Reader, workers: int) -> Iterator[Chunk]:
+    """Chunks de-identified by worker processes, in input order; this process checks the policy as it reads."""
+    context = multiprocessing.get_context("spawn")  # no fork: the caller may run threads (a progress bar)
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(run.blueprint(),)
+    ) as pool:
+        pending: deque[Future[tuple[Chunk, dict[str, ColumnStats]]]] = deque()
+        try:
+            for chunk in reader.chunks():
+                run.prepare(chunk, reader.columns)
+                pending.append(pool.submit(_work, chunk, list(reader.columns), run.rows))
+                run.rows += chunk.rows
+                while len(pending) >= 2 * workers:
+                    yield run.merge(*pending.popleft().result())
+            while pending:
+                yield run.merge(*pending.popleft().result())
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+_worker_run: _Run | None = None
+
+
+def _start_worker(blueprint: _Blueprint) -> None:
+    global _worker_run  # noqa: PLW0603 - one run per worker process, built once when it starts
+    _worker_run = _Run(blueprint)
+
+
+def _work(chunk: Chunk, columns: list[str], first_row: int) -> tuple[Chunk, dict[str, ColumnStats]]:
+    """In a worker: one chunk through the run's operators, with the statistics of this chunk alone."""
+    run = _worker_run
+    if run is None:  # pragma: no cover - the pool's initializer always ran first
+        raise RuntimeError("worker process not initialised")
+    run.rows = first_row
+    for result in run.results.values():
+        result.stats = ColumnStats()
+    done = run.transform(chunk, columns)
+    if isinstance(chunk.columns, ArrowColumns) and set(done.arrow_types) == set(done.columns):
+        # Send CSV and Parquet results back as Arrow: cheaper to pickle, and written as they are.
+        schema = pa.schema([pa.field(name, done.arrow_types[name]) for name in done.columns])
+        done = Chunk(ArrowColumns(to_batch(done, schema), chunk.columns.source), done.rows, done.arrow_types)
+    return done, {name: result.stats for name, result in run.results.items()}
 
 
 def _keyed_specs(policy: Policy) -> Iterator[tuple[str, HashSpec | EncryptSpec | DateShiftSpec]]:
@@ -221,26 +292,30 @@ def _plan_k(source: Path, fmt: Format, policy: Policy, chunk_rows: int) -> KAnon
     return plan_from_counts(counts, spec.quasi_identifiers, spec.k, spec.max_suppressed)
 
 
+@dataclass(frozen=True)
+class _Blueprint:
+    """What a run is built from; it pickles, so worker processes build the same run."""
+
+    policy: Policy
+    key: DeidKey | None
+    text_factory: TextFactory | None
+    plan: KAnonymity | None
+    source: str
+    #: Whether the first chunk shows every column (false for JSON Lines, whose keys may first appear late).
+    complete: bool
+
+
 class _Run:
     """The state of one apply run: operators per column (built on first sight), results, rows done."""
 
-    def __init__(
-        self,
-        policy: Policy,
-        key: DeidKey | None,
-        text_factory: TextFactory | None,
-        plan: KAnonymity | None,
-        name: str,
-        *,
-        complete: bool,
-    ) -> None:
-        self._policy = policy
-        self._key = key
-        self._text_factory = text_factory
-        self._plan = plan
-        self._source = name
-        #: Whether the first chunk shows every column (false for JSON Lines, whose keys may first appear late).
-        self._complete = complete
+    def __init__(self, blueprint: _Blueprint) -> None:
+        self._blueprint = blueprint
+        self._policy = blueprint.policy
+        self._key = blueprint.key
+        self._text_factory = blueprint.text_factory
+        self._plan = blueprint.plan
+        self._source = blueprint.source
+        self._complete = blueprint.complete
         self._operators: dict[str, Operator | None] = {}
         self.results: dict[str, ColumnResult] = {}
         self.rows = 0
@@ -258,6 +333,26 @@ class _Run:
             self._operators[column] = op
             self.results[column] = ColumnResult(spec.op)
         return self._operators[column]
+
+    def blueprint(self) -> _Blueprint:
+        """What a worker process needs to build the same run (a k-anonymity plan never goes to workers)."""
+        return replace(self._blueprint, plan=None)
+
+    def prepare(self, chunk: Chunk, columns: list[str]) -> None:
+        """Check the policy against a chunk's columns and build their operators, without running them."""
+        for name in chunk.columns:
+            self._operator(name, columns)
+
+    def merge(self, done: Chunk, stats: dict[str, ColumnStats]) -> Chunk:
+        """Add a worker's statistics for one chunk to this run's; return the chunk."""
+        for name, delta in stats.items():
+            total = self.results[name].stats
+            total.cells += delta.cells
+            total.changed += delta.changed
+            total.invalid += delta.invalid
+            for entity, n in delta.entities.items():
+                total.entities[entity] = total.entities.get(entity, 0) + n
+        return done
 
     def transform(self, chunk: Chunk, columns: list[str]) -> Chunk:
         """One chunk de-identified: dropped columns gone, the others through their operators."""
@@ -315,8 +410,10 @@ class _Run:
                 self.results[column] = ColumnResult(self._policy.spec_for(column).op)
 
 
-def _present(columns: dict[str, list[Any]]) -> dict[str, list[Any]]:
+def _present(columns: Mapping[str, list[Any]]) -> Mapping[str, list[Any]]:
     """The chunk's columns with JSON Lines' absent keys read as nulls (what a date shift's subject sees)."""
+    if isinstance(columns, ArrowColumns):  # CSV and Parquet have no absent keys; convert only what is used
+        return columns
     return {
         name: [None if v is ABSENT else v for v in values] if ABSENT in values else values
         for name, values in columns.items()

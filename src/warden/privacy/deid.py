@@ -7,9 +7,12 @@ first use, whatever number of files or columns it then serves.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Final
 
 from warden.privacy.apply import ApplyReport, Progress, apply_policy
 from warden.privacy.auto import auto_policy
@@ -29,6 +32,22 @@ AnalyzerFactory = Callable[..., TextAnalyzer]
 def default_analyzer(*, ner: bool, national_ids: Sequence[str] | None, min_score: float) -> TextAnalyzer:
     """Warden's detectors (patterns with validators, and the NER pipeline unless ``ner`` is false)."""
     return TextAnalyzer(TextAnalyzer.default(ner=ner, national_ids=national_ids).detectors, min_score=min_score)
+
+
+#: Files from this size on are de-identified by several worker processes (starting them costs about a second).
+PARALLEL_FROM_BYTES: Final = 32 << 20
+_MAX_AUTO_WORKERS: Final = 8
+
+
+def auto_workers(source: Path) -> int:
+    """How many worker processes suit ``source``: one below :data:`PARALLEL_FROM_BYTES`, else one per core."""
+    try:
+        size = source.stat().st_size
+    except OSError:
+        return 1  # apply_policy reports the missing file
+    if size < PARALLEL_FROM_BYTES:
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), _MAX_AUTO_WORKERS))
 
 
 @dataclass
@@ -56,6 +75,17 @@ class Deidentifier:
         self.ner = ner
         self._factory = analyzer_factory
         self._analyzers: dict[tuple[bool, tuple[str, ...] | None, float], TextAnalyzer] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle the settings, not the loaded pipelines: a worker process loads its own on first use."""
+        return {**self.__dict__, "_analyzers": {}}
+
+    def text_operator(
+        self, national_ids: Sequence[str] | None, spec: TextSpec, per_entity: dict[Entity, Operator]
+    ) -> Operator:
+        """The ``text`` operator for a policy's spec, over this de-identifier's (cached) analyzer."""
+        analyzer = self.analyzer(ner=spec.ner, national_ids=national_ids, min_score=spec.min_score)
+        return TextOperator(analyzer, per_entity)
 
     def analyzer(
         self, *, ner: bool | None = None, national_ids: Sequence[str] | None = None, min_score: float = 0.5
@@ -97,23 +127,24 @@ class Deidentifier:
         progress: Progress | None = None,
         overwrite: bool = False,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        workers: int | None = None,
     ) -> ApplyReport:
-        """De-identify ``source`` into ``output`` by ``policy`` (see :func:`warden.privacy.apply.apply_policy`)."""
+        """De-identify ``source`` into ``output`` by ``policy`` (see :func:`warden.privacy.apply.apply_policy`).
 
-        def text_operator(spec: TextSpec, per_entity: dict[Entity, Operator]) -> Operator:
-            analyzer = self.analyzer(ner=spec.ner, national_ids=policy.national_ids, min_score=spec.min_score)
-            return TextOperator(analyzer, per_entity)
-
+        ``workers`` defaults to :func:`auto_workers` for the file: one process for small files, one per
+        available core (at most eight) from :data:`PARALLEL_FROM_BYTES` on.
+        """
         return apply_policy(
             source,
             output,
             policy,
             key=self.key,
-            text_factory=text_operator,
+            text_factory=partial(self.text_operator, policy.national_ids),
             detectors=self.versions,
             chunk_rows=chunk_rows,
             progress=progress,
             overwrite=overwrite,
+            workers=auto_workers(source) if workers is None else workers,
         )
 
     def auto(
@@ -126,9 +157,10 @@ class Deidentifier:
         sample_rows: int = DEFAULT_SAMPLE_ROWS,
         progress: Progress | None = None,
         overwrite: bool = False,
+        workers: int | None = None,
     ) -> AutoResult:
         """Scan, derive the safe-default policy, apply it."""
         report = self.scan(source, sample_rows=sample_rows)
         policy = auto_policy(report, keyed=self.key is not None, k=k, max_suppressed=max_suppressed)
-        applied = self.apply(source, output, policy, progress=progress, overwrite=overwrite)
+        applied = self.apply(source, output, policy, progress=progress, overwrite=overwrite, workers=workers)
         return AutoResult(report, policy, applied)

@@ -15,7 +15,7 @@ the rows would be; those rows then have every quasi-identifier replaced by ``*``
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -156,9 +156,9 @@ class KAnonymity:
     suppressed: set[tuple[Any, ...]]
     report: KReport
     #: The chunk whose labels were computed last (held, so that its identity cannot be reused), and the labels.
-    _cache: tuple[dict[str, list[Any]], list[tuple[Any, ...]]] | None = field(default=None, repr=False)
+    _cache: tuple[Mapping[str, list[Any]], list[tuple[Any, ...]]] | None = field(default=None, repr=False)
 
-    def _labels(self, columns: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
+    def _labels(self, columns: Mapping[str, list[Any]]) -> list[tuple[Any, ...]]:
         if self._cache is None or self._cache[0] is not columns:
             steps = [self.ladders[c].steps[self.levels[c]] for c in self.columns]
             rows = zip(*(_column(columns, c) for c in self.columns), strict=True)
@@ -166,7 +166,7 @@ class KAnonymity:
         return self._cache[1]
 
     def generalize(
-        self, column: str, values: list[Any], columns: dict[str, list[Any]], stats: ColumnStats
+        self, column: str, values: list[Any], columns: Mapping[str, list[Any]], stats: ColumnStats
     ) -> list[Any]:
         """One quasi-identifier's values in a chunk, at the plan's step; every one ``*`` in a suppressed row.
 
@@ -179,7 +179,7 @@ class KAnonymity:
         return out
 
 
-def _column(columns: dict[str, list[Any]], name: str) -> list[Any]:
+def _column(columns: Mapping[str, list[Any]], name: str) -> list[Any]:
     """A chunk's column; one that no record of a JSON Lines chunk has (yet) is absent in every row."""
     values = columns.get(name)
     if values is not None:

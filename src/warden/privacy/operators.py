@@ -18,7 +18,7 @@ import hmac
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -75,7 +75,7 @@ class ColumnStats:
 class Rows:
     """The chunk an operator works in: the original values of every column, and the chunk's first row number."""
 
-    columns: dict[str, list[Any]]
+    columns: Mapping[str, list[Any]]
     first_row: int
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -28,8 +28,20 @@ from warden.errors import DeidError, UnsupportedFile
 DEFAULT_CHUNK_ROWS: Final = 16_384
 DEFAULT_BLOCK_BYTES: Final = 1 << 20
 TEXT_COLUMN: Final = "text"
+
+
+class _Absent:
+    """The type of :data:`ABSENT`: one instance, which stays the same instance when pickled to a worker and back."""
+
+    def __reduce__(self) -> str:
+        return "ABSENT"
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
 #: Marks a JSON Lines record that lacks a key other records have; it is never written back.
-ABSENT: Final = object()
+ABSENT: Final = _Absent()
 
 
 class Format(StrEnum):
@@ -67,7 +79,7 @@ def detect_format(path: Path) -> Format:
 class Chunk:
     """Consecutive rows as columns of Python values; ``arrow`` keeps each column's Arrow type where there is one."""
 
-    columns: dict[str, list[Any]]
+    columns: Mapping[str, list[Any]]
     rows: int
     arrow_types: dict[str, pa.DataType] = field(default_factory=dict)
     #: Plain text only: each line's ending, written back after the line.
@@ -179,16 +191,40 @@ class CsvReader(Reader):
         return 0 if self._counter is None else self._counter.count
 
 
+class ArrowColumns(Mapping[str, list[Any]]):
+    """A chunk's columns kept as an Arrow batch and turned into Python values column by column, on first use.
+
+    A chunk sent to a worker process travels as Arrow buffers (cheap to pickle) and is converted there.
+    """
+
+    def __init__(self, batch: pa.RecordBatch, source: str) -> None:
+        self.batch = batch
+        self.source = source
+        self._values: dict[str, list[Any]] = {}
+
+    def __getitem__(self, name: str) -> list[Any]:
+        if name not in self._values:
+            try:
+                self._values[name] = self.batch.column(name).to_pylist()
+            except ValueError as exc:  # nanosecond timestamps that Python's datetime cannot hold
+                raise UnsupportedFile(f"{self.source}: column {name!r} cannot be read: {_first_line(exc)}") from None
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.batch.schema.names)
+
+    def __len__(self) -> int:
+        return int(self.batch.num_columns)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"batch": self.batch, "source": self.source, "_values": {}}
+
+
 def _split(batch: pa.RecordBatch, rows: int, source: Path) -> Iterator[Chunk]:
     for start in range(0, batch.num_rows, rows):
         part = batch.slice(start, rows)
-        columns: dict[str, list[Any]] = {}
-        for i, name in enumerate(part.schema.names):
-            try:
-                columns[name] = part.column(i).to_pylist()
-            except ValueError as exc:  # nanosecond timestamps that Python's datetime cannot hold
-                raise UnsupportedFile(f"{source.name}: column {name!r} cannot be read: {_first_line(exc)}") from None
-        yield Chunk(columns=columns, rows=part.num_rows, arrow_types={f.name: f.type for f in part.schema})
+        types = {f.name: f.type for f in part.schema}
+        yield Chunk(columns=ArrowColumns(part, source.name), rows=part.num_rows, arrow_types=types)
 
 
 def _first_line(exc: Exception) -> str:
@@ -332,9 +368,8 @@ class _ArrowWriter(Writer):
                 self._sink = pacsv.CSVWriter(str(self._path), self._schema)
             else:
                 self._sink = pq.ParquetWriter(str(self._path), self._schema)
-        arrays = [_array(chunk.columns[f.name], f) for f in self._schema]
         assert self._sink is not None  # noqa: S101 - set with the schema above
-        self._sink.write_batch(pa.RecordBatch.from_arrays(arrays, schema=self._schema))
+        self._sink.write_batch(to_batch(chunk, self._schema))
 
     def close(self) -> None:
         """Finish the file (an empty input still gets a header or a schema)."""
@@ -342,6 +377,13 @@ class _ArrowWriter(Writer):
             self._path.write_bytes(b"")
             return
         self._sink.close()
+
+
+def to_batch(chunk: Chunk, schema: pa.Schema) -> pa.RecordBatch:
+    """A chunk as an Arrow batch of ``schema`` (as it is, when it already is one)."""
+    if isinstance(chunk.columns, ArrowColumns) and chunk.columns.batch.schema.equals(schema):
+        return chunk.columns.batch
+    return pa.RecordBatch.from_arrays([_array(chunk.columns[f.name], f) for f in schema], schema=schema)
 
 
 def _array(values: list[Any], column: pa.Field) -> pa.Array:
