@@ -106,6 +106,15 @@ def test_when_prose_has_numbers_and_capitals_then_no_address_is_found(text: str)
     assert spans(text) == []
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["12 Baker Street, London NW1 6XE", "10 Downing Street, London SW1A 2AA", "1 Infinite Loop, Cupertino CA 95014"],
+)
+def test_when_the_postcode_follows_the_town_after_a_space_then_it_is_part_of_the_address(address: str) -> None:
+    # The town once took the postcode's letters as a word ("London NW") and left "1 6XE" in the clear.
+    assert spans(f"Visit {address}.") == [address]
+
+
 def test_when_a_street_word_also_ends_english_words_then_a_postcode_is_needed() -> None:
     assert spans("Roggering 93 is where we met.") == []
     assert spans("Roggering 93, 66057 Stadtroda") == ["Roggering 93, 66057 Stadtroda"]

@@ -170,7 +170,8 @@ _TOWN = (
     rf"(?:\s+\([A-Z]{{2}}\))?)"
 )
 _LOCALITY = re.compile(
-    rf"(?:,[ \t]*\n?|[ \t]*\n)[ \t]*(?:(?P<postcode>{_POSTCODE}(?:[ \t]+{_TOWN})?)|(?P<town>{_TOWN}))"
+    rf"(?:,[ \t]*\n?|[ \t]*\n)[ \t]*(?:(?P<postcode>{_POSTCODE}(?:[ \t]+{_TOWN})?)"
+    rf"|(?P<town_postcode>{_TOWN}[ \t]+{_POSTCODE})|(?P<town>{_TOWN}))"
 )
 _ANY_DIGIT = re.compile(r"\d")
 _MAX_LOCALITY_PARTS = 3
@@ -241,7 +242,7 @@ def _extend_locality(text: str, end: int) -> tuple[int, bool]:
         if match is None:
             break
         end = match.end()
-        if match.lastgroup == "postcode":
+        if match.lastgroup in ("postcode", "town_postcode"):  # "SW1A 2AA" or "London SW1A 2AA"
             postcode = True
             confirmed = end
             towns_pending = 0
