@@ -28,6 +28,8 @@ class Entity(StrEnum):
     MAC_ADDRESS = "MAC_ADDRESS"
     PERSON = "PERSON"
     ADDRESS = "ADDRESS"
+    #: An organisation's own identifier of a person (patient id, customer number, MRN): found by column name.
+    PERSON_ID = "PERSON_ID"
 
     @property
     def placeholder(self) -> str:

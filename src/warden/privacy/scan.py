@@ -50,7 +50,13 @@ _TOKENS: Final = re.compile(r"[a-z]+")
 _PERSON_WORDS: Final = frozenset(
     {"name", "first", "last", "full", "given", "family", "middle", "patient", "customer", "person", "contact", "user"}
 )
+#: With an identifier word, these make a column an organisation's identifier of a person (``patient_id``).
+_ID_OWNERS: Final = frozenset(
+    {"patient", "customer", "client", "user", "member", "employee", "person", "subscriber", "account", "student"}
+)
+_ID_WORDS: Final = frozenset({"id", "number", "no", "nr", "num", "code"})
 _DIRECT_NAMES: Final[dict[str, Entity]] = {
+    "mrn": Entity.PERSON_ID,
     "firstname": Entity.PERSON,
     "lastname": Entity.PERSON,
     "surname": Entity.PERSON,
@@ -309,8 +315,11 @@ def _judge(profile: ColumnProfile) -> tuple[Entity | None, QuasiKind | None]:
     if flagged:
         return max(flagged)[1], None
     hinted = next((_DIRECT_NAMES[w] for w in words if w in _DIRECT_NAMES), None)
-    if hinted is None and "name" in words and set(_parts(profile.name)) <= _PERSON_WORDS:
+    parts = set(_parts(profile.name))
+    if hinted is None and "name" in words and parts <= _PERSON_WORDS:
         hinted = Entity.PERSON
+    if hinted is None and parts & _ID_OWNERS and parts & _ID_WORDS:
+        hinted = Entity.PERSON_ID
     if hinted is not None:
         return hinted, None
     quasi = next((_QUASI_NAMES[w] for w in words if w in _QUASI_NAMES), None)
