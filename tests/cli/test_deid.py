@@ -313,3 +313,24 @@ def test_k_without_quasi_identifiers_says_it_changed_nothing(warden: Warden, tmp
 
     assert result.exit_code == 0, result.stderr
     assert "found no quasi-identifiers, so --k 2 changed nothing" in result.stdout
+
+
+def test_auto_on_a_text_file_with_the_ner_pipeline_replaces_names_addresses_and_numbers(
+    warden: Warden, tmp_path: Path
+) -> None:
+    source = tmp_path / "notes.txt"
+    source.write_text(
+        "Dear Mr Smith, call me on +44 20 7946 0958.\r\n"
+        "Nothing here.\n"
+        "Please ask Noël Allain at 12 Baker Street, London NW1 6XE, or anna.berg@example.se",
+        encoding="utf-8",
+    )
+    out = tmp_path / "clean.txt"
+
+    answer = warden.json("deid", "apply", source, "--out", out, "--auto")
+
+    assert out.read_bytes().decode("utf-8") == (
+        "Dear Mr <PERSON>, call me on <PHONE>.\r\nNothing here.\nPlease ask <PERSON> at <ADDRESS>, or <EMAIL>"
+    )
+    assert answer["entities"] == {"ADDRESS": 1, "EMAIL": 1, "PERSON": 2, "PHONE": 1}
+    assert set(answer["detectors"]) == {"patterns", "addresses", "spacy"}
