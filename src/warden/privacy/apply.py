@@ -32,7 +32,7 @@ from warden.errors import InvalidArgument, InvalidPolicy
 from warden.privacy.entities import Entity
 from warden.privacy.kanon import KAnonymity, KReport, count_groups, plan_from_counts
 from warden.privacy.keys import DeidKey
-from warden.privacy.operators import ColumnStats, GeneralizeDate, InvalidValue, Operator, Rows
+from warden.privacy.operators import ColumnStats, GeneralizeDate, InvalidValue, Keep, Operator, Rows
 from warden.privacy.policy import DateShiftSpec, EncryptSpec, HashSpec, KeepSpec, Policy, TextSpec, build_operator
 from warden.privacy.tables import (
     ABSENT,
@@ -357,26 +357,34 @@ class _Run:
     def transform(self, chunk: Chunk, columns: list[str]) -> Chunk:
         """One chunk de-identified: dropped columns gone, the others through their operators."""
         rows = Rows(_present(chunk.columns), self.rows)
-        out: dict[str, list[Any]] = {}
+        arrow = chunk.columns if isinstance(chunk.columns, ArrowColumns) else None
+        out: dict[str, Any] = {}
         types: dict[str, pa.DataType] = {}
-        for name, values in chunk.columns.items():
+        for name in list(chunk.columns):
             op = self._operator(name, columns)
             if op is None:
                 continue
             result = self.results[name]
+            arrow_type = chunk.arrow_types.get(name)
             if self._plan is not None and name in self._plan.columns:
-                out[name] = self._plan.generalize(name, values, chunk.columns, result.stats)
+                out[name] = self._plan.generalize(name, chunk.columns[name], chunk.columns, result.stats)
                 types[name] = pa.string()
                 continue
-            out[name] = self._through(op, name, values, rows, result.stats)
-            arrow = chunk.arrow_types.get(name)
-            if arrow is not None:
-                types[name] = arrow if _keeps(op, arrow) else pa.string()
+            if arrow is not None and isinstance(op, Keep):  # kept Arrow columns are written as they were read
+                out[name] = arrow.batch.column(name)
+                result.stats.cells += chunk.rows
+            else:
+                scalar = arrow_type is not None and not pa.types.is_nested(arrow_type)
+                out[name] = self._through(op, name, chunk.columns[name], rows, result.stats, scalar=scalar)
+            if arrow_type is not None:
+                types[name] = arrow_type if _keeps(op, arrow_type) else pa.string()
         self.rows += chunk.rows
         return Chunk(out, chunk.rows, types, chunk.line_endings)
 
-    def _through(self, op: Operator, name: str, values: list[Any], rows: Rows, stats: ColumnStats) -> list[Any]:
-        if op.name == "keep":
+    def _through(
+        self, op: Operator, name: str, values: list[Any], rows: Rows, stats: ColumnStats, *, scalar: bool
+    ) -> list[Any]:
+        if op.name == "keep" or scalar:  # an Arrow column of plain type has no absent keys and no nested values
             return op.apply(values, rows, stats)
         present = [i for i, v in enumerate(values) if v is not ABSENT]
         if len(present) == len(values):

@@ -386,8 +386,10 @@ def to_batch(chunk: Chunk, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([_array(chunk.columns[f.name], f) for f in schema], schema=schema)
 
 
-def _array(values: list[Any], column: pa.Field) -> pa.Array:
+def _array(values: list[Any] | pa.Array, column: pa.Field) -> pa.Array:
     """One output column as Arrow: a text column takes other values as text (a number the text operator left)."""
+    if isinstance(values, pa.Array) and values.type.equals(column.type):
+        return values
     try:
         return pa.array(values, type=column.type)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
