@@ -157,6 +157,10 @@ def no_findings(texts: Sequence[str]) -> list[list[Finding]]:
         ("SSN", ["x", "y"], Entity.NATIONAL_ID, None),
         ("mobile", ["x", "y"], Entity.PHONE, None),
         ("patient_id", ["p1", "p2"], Entity.PERSON_ID, None),
+        ("national_id", ["123456782", "111222333"], Entity.NATIONAL_ID, None),
+        ("BSN", ["123456782", "111222333"], Entity.NATIONAL_ID, None),
+        ("passport_number", ["X1", "X2"], Entity.NATIONAL_ID, None),
+        ("date_of_birth", ["1984-03-12", "12.03.1984"], None, QuasiKind.DATE),  # k-anonymity generalises it
         ("customerNumber", ["C-0001", "C-0002"], Entity.PERSON_ID, None),
         ("MRN", ["12345", "12346"], Entity.PERSON_ID, None),
         ("order_id", ["o1", "o2"], None, None),
