@@ -182,6 +182,28 @@ def test_the_default_analyzer_finds_names_addresses_and_patterns_together(defaul
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "birth_date"),
+    [
+        ("Patient Ann Lee (1983-07-13) asked about results.", "1983-07-13"),
+        ("Ann Lee, 13.07.1983, called twice.", "13.07.1983"),
+        ("Seen: Mr Smith 12 March 1984, stable.", "12 March 1984"),
+    ],
+)
+def test_a_date_written_right_after_a_name_is_a_date_of_birth(
+    default: TextAnalyzer, text: str, birth_date: str
+) -> None:
+    found = {(text[f.start : f.end], f.entity) for f in default.analyze(text)}
+    assert (birth_date, Entity.DATE_OF_BIRTH) in found
+
+
+@pytest.mark.parametrize(
+    "text", ["Ann Lee paid 12.50 today.", "Ann Lee (ref 2021-01-01) called.", "On 2021-01-01 we met."]
+)
+def test_a_number_after_a_name_or_a_date_elsewhere_is_not_a_date_of_birth(default: TextAnalyzer, text: str) -> None:
+    assert Entity.DATE_OF_BIRTH not in {f.entity for f in default.analyze(text)}
+
+
 def test_the_default_analyzer_leaves_clean_prose_alone(default: TextAnalyzer) -> None:
     text = "Order 48213 shipped in 12 boxes; revenue grew 12% to $3.4 million in Q3 2023."
     assert default.analyze(text) == []

@@ -16,7 +16,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 
-__all__ = ["BIRTH_GAP", "find_birth_dates", "parse_date"]
+__all__ = ["BIRTH_GAP", "date_after", "find_birth_dates", "parse_date"]
 
 #: The most characters allowed between a birth context word and the date it introduces.
 BIRTH_GAP = 24
@@ -121,3 +121,22 @@ def find_birth_dates(text: str) -> Iterator[tuple[int, int]]:
         match = _DATE.search(text, after, after + BIRTH_GAP + 32)
         if match is not None and match.start() - after <= BIRTH_GAP and _to_date(match, day_first=True) is not None:
             yield match.start(), match.end()
+
+
+#: What may stand between a person's name and the birth date written beside it: ``Ann Lee (1983-07-13)``.
+_BESIDE = re.compile(r"[ ]?[(,][ ]?|[ ]")
+
+
+def date_after(text: str, position: int) -> tuple[int, int] | None:
+    """``(start, end)`` of a real date written right after ``position`` (after a space, ``(`` or a comma), if any.
+
+    A name followed by a bare date in a record is how birth dates are commonly written (``Ann Lee
+    (1983-07-13)``, ``Ann Lee, 13.07.1983``); the analyzer reports such dates as dates of birth.
+    """
+    gap = _BESIDE.match(text, position)
+    if gap is None:
+        return None
+    match = _DATE.match(text, gap.end())
+    if match is None or _to_date(match, day_first=True) is None:
+        return None
+    return match.start(), match.end()

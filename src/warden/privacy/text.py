@@ -31,6 +31,10 @@ from warden.privacy.entities import Detector, Entity, Finding
 _MASK = "x"
 
 
+#: The score of a date found right after a person's name: a birth date by position, not by a context word.
+BESIDE_NAME_SCORE = 0.7
+
+
 class TextAnalyzer:
     """Finds personal data in free text with several detectors and returns non-overlapping findings.
 
@@ -126,8 +130,19 @@ class TextAnalyzer:
                 raise RuntimeError(f"detector {detector.name!r} returned {len(results)} results for {len(texts)} texts")
             for hits, result in zip(found, results, strict=True):
                 hits.extend(f for f in result if f.entity in self._entities and f.score >= self._min_score)
+        if Entity.DATE_OF_BIRTH in self._entities and Entity.PERSON in self._entities:
+            for text, hits in zip(texts, found, strict=True):
+                hits.extend(_birth_dates_beside_names(text, hits))
         order = {detector.name: index for index, detector in enumerate(self._detectors)}
         return [resolve_overlaps(text, hits, order) if hits else [] for text, hits in zip(texts, found, strict=True)]
+
+
+def _birth_dates_beside_names(text: str, hits: Sequence[Finding]) -> list[Finding]:
+    """Dates written right after a person's name (``Ann Lee (1983-07-13)``), reported as dates of birth."""
+    from warden.privacy.dates import date_after  # noqa: PLC0415 - keep the package import light
+
+    spans = [date_after(text, hit.end) for hit in hits if hit.entity is Entity.PERSON]
+    return [Finding(s[0], s[1], Entity.DATE_OF_BIRTH, BESIDE_NAME_SCORE, "dates-beside-names") for s in spans if s]
 
 
 def _pattern_detector(national_ids: Sequence[str] | None, wanted: frozenset[Entity]) -> Detector | None:
