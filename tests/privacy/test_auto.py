@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.privacy.conftest import HEADER, KEY, ROWS, policy, read_csv, regex_analyzer, write_csv
+from tests.privacy.conftest import HEADER, KEY, ROWS, policy, read_csv, regex_analyzer, write_csv, write_jsonl
+from warden.errors import InvalidPolicy
 from warden.privacy.apply import MANIFEST_SUFFIX
 from warden.privacy.auto import auto_policy
 from warden.privacy.deid import Deidentifier
@@ -254,3 +255,41 @@ def test_a_deidentifier_without_ner_never_asks_for_it() -> None:
     deid.analyzer()
 
     assert asked == [False]
+
+
+def test_a_rare_entity_in_a_short_column_is_not_kept(tmp_path: Path) -> None:
+    # 5 e-mails among 1,000 "ok" cells (0.5%) once fell under the direct-identifier share and were kept as is.
+    rows = [["ok"]] * 995 + [[f"user{n}@example.com"] for n in range(5)]
+    source = write_csv(tmp_path / "status.csv", ["status"], rows)
+    out = tmp_path / "clean.csv"
+
+    result = Deidentifier(ner=False).auto(source, out)
+
+    assert result.policy.columns["status"].op == "text"
+    assert "@example.com" not in out.read_text(encoding="utf-8")
+
+
+def test_numbers_and_nested_values_in_json_lines_are_scanned_not_kept(tmp_path: Path) -> None:
+    records = [
+        {"contact": {"email": f"ann{n}@example.com"}, "acct": 4111111111111111, "tel": 14155552671} for n in range(20)
+    ]
+    source = write_jsonl(tmp_path / "in.jsonl", records)
+    out = tmp_path / "clean.jsonl"
+
+    result = Deidentifier(ner=False).auto(source, out)
+
+    assert {n: s.op for n, s in result.policy.columns.items()} == {"contact": "drop", "acct": "redact", "tel": "redact"}
+    written = out.read_text(encoding="utf-8")
+    assert "4111111111111111" not in written
+    assert "14155552671" not in written
+    assert "example.com" not in written
+
+
+def test_with_ner_off_the_auto_policy_says_so_and_a_policy_asking_for_ner_is_refused(tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "notes.csv", ["notes"], [["write to ann@example.com please, it is urgent"]] * 3)
+
+    result = Deidentifier(ner=False).auto(source, tmp_path / "clean.csv")
+
+    assert result.policy.columns["notes"] == TextSpec(op="text", ner=False)
+    with pytest.raises(InvalidPolicy, match="--no-ner"):
+        Deidentifier(ner=False).apply(source, tmp_path / "again.csv", policy("columns: {notes: text}"))

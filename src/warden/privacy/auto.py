@@ -3,7 +3,9 @@
 - A direct identifier filling its cells (or named so, with nothing found in longer
   text) is pseudonymised with ``hash`` when a key is given (joins survive), else
   redacted with its typed placeholder; dates of birth are generalised to the year.
-- Text holding entities (any finding at all in longer text) goes through ``text``.
+- Any other column in which the scan found an entity, however rarely, goes through
+  ``text`` (numbers and bytes are read as text); a column of nested JSON values
+  holding personal data is dropped, as no other operator applies to them.
 - Quasi-identifiers are generalised (age to decades with 90+, postal codes to 3
   characters, dates to the year); with ``k`` they are left to the k procedure.
 - Everything else is kept, explicitly.
@@ -17,6 +19,7 @@ from warden.privacy.entities import Entity
 from warden.privacy.operators import DatePart, OnInvalid
 from warden.privacy.policy import (
     ColumnSpec,
+    DropSpec,
     GeneralizeSpec,
     HashSpec,
     KAnonymitySpec,
@@ -33,11 +36,13 @@ _TEXT_CHARS: Final = 20
 _WHOLE: Final = 0.8
 
 
-def auto_policy(report: ScanReport, *, keyed: bool, k: int | None = None, max_suppressed: float = 0.05) -> Policy:
-    """The policy ``--auto`` applies to the scanned file."""
+def auto_policy(
+    report: ScanReport, *, keyed: bool, k: int | None = None, max_suppressed: float = 0.05, ner: bool = True
+) -> Policy:
+    """The policy ``--auto`` applies to the scanned file (``ner``: whether its ``text`` operators use NER)."""
     k_columns = frozenset(report.quasi_identifiers if k is not None else ())
     columns: dict[str, ColumnSpec] = {
-        profile.name: _spec(profile, keyed, profile.name in k_columns) for profile in report.columns
+        profile.name: _spec(profile, keyed, profile.name in k_columns, ner) for profile in report.columns
     }
     k_spec = None
     if k is not None and report.quasi_identifiers:
@@ -45,16 +50,18 @@ def auto_policy(report: ScanReport, *, keyed: bool, k: int | None = None, max_su
     return Policy(unlisted="error", columns=columns, k_anonymity=k_spec)
 
 
-def _spec(profile: ColumnProfile, keyed: bool, k_owns: bool) -> ColumnSpec:
+def _spec(profile: ColumnProfile, keyed: bool, k_owns: bool, ner: bool) -> ColumnSpec:
     """One column's operator; ``k_owns``: the column is a quasi-identifier the k procedure generalises."""
     found = any(p.findings for p in profile.entities.values())
+    if profile.nested and (found or profile.direct is not None):
+        return DropSpec(op="drop")  # nested values take no operator but keep or drop; personal data is inside
     long_text = profile.scanned and profile.text_chars / profile.scanned >= _TEXT_CHARS
     if profile.direct is not None and (_fills(profile) or not (profile.free_text or long_text)):
         return _direct(profile.direct, keyed)
     if profile.direct is None and profile.quasi is not None and k_owns:
         return KeepSpec(op="keep")  # the k procedure generalises it; it must reach it unchanged
-    if found and (profile.free_text or long_text):
-        return TextSpec(op="text")
+    if found and (profile.free_text or long_text or profile.direct is None):
+        return TextSpec(op="text", ner=ner)  # any finding at all: never kept as it is
     if profile.direct is not None:
         return _direct(profile.direct, keyed)
     if profile.quasi is not None and not k_owns:

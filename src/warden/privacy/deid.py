@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Final
 
+from warden.errors import InvalidPolicy
 from warden.privacy.apply import ApplyReport, Progress, apply_policy
 from warden.privacy.auto import auto_policy
 from warden.privacy.entities import Entity, Finding
@@ -84,6 +85,12 @@ class Deidentifier:
         self, national_ids: Sequence[str] | None, spec: TextSpec, per_entity: dict[Entity, Operator]
     ) -> Operator:
         """The ``text`` operator for a policy's spec, over this de-identifier's (cached) analyzer."""
+        if spec.ner and not self.ner:
+            raise InvalidPolicy(
+                "ner",
+                "the policy's text operator asks for NER (person names), which --no-ner turns off; "
+                "set 'ner: false' on it to run without",
+            )
         analyzer = self.analyzer(ner=spec.ner, national_ids=national_ids, min_score=spec.min_score)
         return TextOperator(analyzer, per_entity)
 
@@ -161,6 +168,6 @@ class Deidentifier:
     ) -> AutoResult:
         """Scan, derive the safe-default policy, apply it."""
         report = self.scan(source, sample_rows=sample_rows)
-        policy = auto_policy(report, keyed=self.key is not None, k=k, max_suppressed=max_suppressed)
+        policy = auto_policy(report, keyed=self.key is not None, k=k, max_suppressed=max_suppressed, ner=self.ner)
         applied = self.apply(source, output, policy, progress=progress, overwrite=overwrite, workers=workers)
         return AutoResult(report, policy, applied)

@@ -101,8 +101,13 @@ def count_changes(stats: ColumnStats, before: list[Any], after: list[Any]) -> No
     stats.changed += sum(1 for a, b in zip(before, after, strict=True) if a != b)
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
+def as_text(value: Any) -> str:
+    """A cell as text: strings as they are, bytes as UTF-8 (never their ``repr``), anything else by ``str``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
 
 
 _SHA256_BLOCK: Final = 64
@@ -140,7 +145,11 @@ class Redact(Operator):
 
 @dataclass(frozen=True)
 class Mask(Operator):
-    """Hides every letter and digit but the last ``keep_last``, keeping separators (``****-****-****-1234``)."""
+    """Hides every letter and digit but the last ``keep_last``, keeping separators (``****-****-****-1234``).
+
+    Never more than half of a value's letters and digits stay in the clear, so a short value (a first
+    name, a four-digit code) is not left whole by a ``keep_last`` meant for long ones.
+    """
 
     keep_last: int = 4
     char: str = "*"
@@ -154,19 +163,19 @@ class Mask(Operator):
 
     def apply(self, values: list[Any], rows: Rows, stats: ColumnStats) -> list[Any]:
         """Each value with its letters and digits masked but the last ``keep_last``."""
-        out = [None if v is None else self.mask(_text(v)) for v in values]
+        out = [None if v is None else self.mask(as_text(v)) for v in values]
         count_changes(stats, values, out)
         return out
 
     def mask(self, text: str) -> str:
         """One value masked."""
+        hidden, count = _ALNUM.subn(self.char, text)  # one character for one: offsets stay the same
+        clear = min(self.keep_last, count // 2)
         split, kept = len(text), 0
-        while split and kept < self.keep_last:  # walk back over the characters left in the clear
+        while kept < clear:  # walk back over the characters left in the clear
             split -= 1
             kept += text[split].isalnum()
-        if kept < self.keep_last:
-            return text
-        return _ALNUM.sub(self.char, text[:split]) + text[split:]
+        return hidden[:split] + text[split:]
 
 
 @dataclass(frozen=True)
@@ -198,7 +207,7 @@ class Hash(Operator):
 
     def apply(self, values: list[Any], rows: Rows, stats: ColumnStats) -> list[Any]:
         """The pseudonym of each non-null value."""
-        out = [None if v is None else self.pseudonym(_text(v)) for v in values]
+        out = [None if v is None else self.pseudonym(as_text(v)) for v in values]
         count_changes(stats, values, out)
         return out
 
@@ -230,7 +239,7 @@ class Encrypt(Operator):
         """The token of each non-null value: ``enc:`` and the base64url ciphertext."""
         siv = AESSIV(self.key)
         ad = [self.context.encode()] if self.context else None
-        out = [None if v is None else self._token(siv, _text(v), ad) for v in values]
+        out = [None if v is None else self._token(siv, as_text(v), ad) for v in values]
         count_changes(stats, values, out)
         return out
 
@@ -301,7 +310,7 @@ class _Fallible(Operator):
     def _invalid(self, row: int, value: Any) -> Any:
         if self.on_invalid is OnInvalid.ERROR:
             raise InvalidValue(
-                row, f"{self.name} cannot read the value ({type(value).__name__}, {len(_text(value))} chars)"
+                row, f"{self.name} cannot read the value ({type(value).__name__}, {len(as_text(value))} chars)"
             )
         return None if self.on_invalid is OnInvalid.NULL else REDACTED
 
@@ -391,7 +400,7 @@ class GeneralizePrefix(_Fallible):
 
     def apply(self, values: list[Any], rows: Rows, stats: ColumnStats) -> list[Any]:
         """Each value cut to its prefix."""
-        return self._each(values, rows, stats, lambda v, _i: _text(v).strip()[: self.length])
+        return self._each(values, rows, stats, lambda v, _i: as_text(v).strip()[: self.length])
 
 
 @dataclass(frozen=True)
@@ -419,7 +428,7 @@ class DateShift(_Fallible):
 
     def shift(self, subject: Any) -> timedelta:
         """The shift for one subject: never zero, at most ``max_days`` either way."""
-        digest = hmac.digest(self.key, _text("" if subject is None else subject).encode(), "sha256")
+        digest = hmac.digest(self.key, as_text("" if subject is None else subject).encode(), "sha256")
         magnitude = int.from_bytes(digest[:8], "big") % self.max_days + 1
         return timedelta(days=magnitude if digest[8] & 1 else -magnitude)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from warden.privacy.entities import Entity, Finding
-from warden.privacy.operators import Mask, as_number, parse_when
+from warden.privacy.operators import Mask, as_number, as_text, parse_when
 from warden.privacy.tables import ABSENT, DEFAULT_CHUNK_ROWS, Format, detect_format, open_reader
 
 DEFAULT_SAMPLE_ROWS: Final = 2_000
@@ -164,6 +164,8 @@ class ColumnProfile:
     number_max: float | None = None
     direct: Entity | None = None
     quasi: QuasiKind | None = None
+    #: Cells holding a JSON object or array (which only ``keep`` or ``drop`` can take).
+    nested: int = 0
 
     @property
     def free_text(self) -> bool:
@@ -273,6 +275,13 @@ def _hashable(value: Any) -> Any:
     return value
 
 
+def _scannable(value: Any) -> str:
+    """A cell as the text the detectors read: numbers and bytes as text, nested JSON values as JSON."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return as_text(value)
+
+
 def _profile_values(profile: ColumnProfile, values: list[Any], analyze: Analyze, sample_rows: int) -> None:
     texts: list[str] = []
     for value in values:
@@ -293,8 +302,10 @@ def _profile_values(profile: ColumnProfile, values: list[Any], analyze: Analyze,
             profile.number_max = number if profile.number_max is None else max(profile.number_max, number)
         elif parse_when(value) is not None:
             profile.dates += 1
-        if isinstance(value, str) and profile.scanned + len(texts) < sample_rows:
-            texts.append(value)
+        if isinstance(value, dict | list):
+            profile.nested += 1
+        if not isinstance(value, bool) and profile.scanned + len(texts) < sample_rows:
+            texts.append(_scannable(value))
     if not texts:
         return
     profile.scanned += len(texts)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from warden.privacy.entities import Entity, Finding
-from warden.privacy.operators import ColumnStats, Operator, Redact, Rows, count_changes
+from warden.privacy.operators import ColumnStats, Operator, Redact, Rows, as_text, count_changes
 from warden.privacy.text import TextAnalyzer, apply_findings
 
 
@@ -24,8 +25,12 @@ class TextOperator(Operator):
         return self.per_entity.get(entity) or Redact(entity.placeholder)
 
     def apply(self, values: list[Any], rows: Rows, stats: ColumnStats) -> list[Any]:
-        """Each text with its findings replaced; non-text cells (numbers, booleans) are left as they are."""
-        texts = [(i, v) for i, v in enumerate(values) if isinstance(v, str) and v]
+        """Each value with its findings replaced.
+
+        Numbers and bytes are read as text too (a card or phone number stored as a JSON number is still
+        one); a value with findings comes back as text, one without keeps its type. Booleans are left alone.
+        """
+        texts = [(i, as_text(v)) for i, v in enumerate(values) if _readable(v)]
         found = self.analyzer.analyze_many([v for _, v in texts])
         out = list(values)
         for (index, text), findings in zip(texts, found, strict=True):
@@ -38,3 +43,10 @@ class TextOperator(Operator):
 
     def _replace(self, finding: Finding, value: str) -> str:
         return self.operator_for(finding.entity).value(value)
+
+
+def _readable(value: Any) -> bool:
+    """Whether the text operator reads a cell: non-empty text, bytes, or a number (never a boolean)."""
+    if isinstance(value, bool) or value is None:
+        return False
+    return bool(value) if isinstance(value, str | bytes | bytearray) else isinstance(value, int | float | Decimal)
