@@ -673,3 +673,14 @@ def test_the_text_operator_reads_json_numbers_and_keeps_the_type_of_numbers_with
     Deidentifier(ner=False).apply(source, out, policy("columns: {n: {op: text, ner: false}}"))
 
     assert read_jsonl(out) == [{"n": "<CREDIT_CARD>"}, {"n": 42}, {"n": "call <PHONE>"}]
+
+
+def test_when_the_output_cannot_be_put_in_place_then_no_manifest_describes_it(people: Path, tmp_path: Path) -> None:
+    # The manifest used to be written before the output was renamed into place.
+    (tmp_path / "out.csv").mkdir()
+
+    with pytest.raises(OSError):  # noqa: PT011 - the operating system's own error (a directory is in the way)
+        run(people, tmp_path / "out.csv", overwrite=True)
+
+    assert not (tmp_path / ("out.csv" + MANIFEST_SUFFIX)).exists()
+    assert only_files(tmp_path) == ["out.csv", "people.csv"]

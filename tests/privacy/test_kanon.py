@@ -283,3 +283,17 @@ def test_every_group_over_the_quasi_identifiers_has_at_least_k_rows_after_applyi
     suppressed = [i for i in range(len(table_rows)) if out["age"][i] == SUPPRESSED and result.levels["age"] == 0]
     for i in suppressed:
         assert all(out[name][i] == SUPPRESSED for name in names)
+
+
+def test_values_equal_in_python_but_written_differently_are_different_groups() -> None:
+    # JSON's 30 and 30.0, True and 1 are equal in Python but two labels in the output; counted together, the
+    # report once claimed a smallest group of 5 while the output held groups of 2 and 1.
+    ages: list[Any] = [30] * 3 + [30.0] * 2 + [40] * 5 + [True] + [1] * 4
+    columns = {"age": ages}
+
+    result = plan(columns, k=3, max_suppressed=0.0)
+
+    out = generalised(result, columns)
+    sizes = Counter(out["age"])
+    assert min(sizes.values()) >= 3
+    assert result.report.min_group_after == min(sizes.values())

@@ -149,6 +149,30 @@ def test_when_a_csv_file_is_broken_then_unsupported_file(tmp_path: Path, content
     assert "broken.csv" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"name,phone\nAnn Lee\n", b"name,phone\nA,1\nBob Smith,555-0100,bob@example.com\n"],
+)
+def test_a_broken_csv_row_is_never_quoted_in_the_error(tmp_path: Path, content: bytes) -> None:
+    # pyarrow quotes the offending row; that is personal data and must not reach a message or a log.
+    path = tmp_path / "broken.csv"
+    path.write_bytes(content)
+
+    with pytest.raises(UnsupportedFile) as caught:
+        read_all(path, Format.CSV)
+    for secret in ("Ann Lee", "Bob Smith", "555-0100", "bob@example.com"):
+        assert secret not in str(caught.value)
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff"])
+def test_a_json_lines_record_with_a_lone_surrogate_is_refused_naming_its_line(tmp_path: Path, escape: str) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": "fine \\ud83d\\ude00"}\n{"a": "' + escape + 'ann@example.com"}\n', encoding="utf-8")
+
+    with pytest.raises(UnsupportedFile, match="line 2 holds an unpaired surrogate"):
+        read_all(path, Format.JSONL)
+
+
 # --- Parquet ------------------------------------------------------------------------------------------------------
 
 TYPED = pa.table(

@@ -176,8 +176,8 @@ def apply_policy(
             k_anonymity=None if plan is None else plan.report,
         )
         manifest = output.with_name(output.name + MANIFEST_SUFFIX)
+        os.replace(temp, output)  # the output first: a manifest never describes an output that is not there
         _write_atomic(manifest, json.dumps(report.manifest(policy), indent=2, sort_keys=True) + "\n")
-        os.replace(temp, output)
         report.manifest_path = manifest
         return report
     finally:

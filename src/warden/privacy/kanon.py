@@ -199,17 +199,19 @@ def count_groups(reader: Reader, columns: Sequence[str]) -> Counter[tuple[Any, .
     """How many rows share each combination of ``columns``' values (one pass over the file).
 
     A column a chunk lacks counts as absent in its rows (a JSON Lines key may first appear late); whether
-    the file has the column at all is for the caller to check against ``reader.columns`` afterwards.
+    the file has the column at all is for the caller to check against ``reader.columns`` afterwards. Values
+    are counted by their text, as the output writes them: JSON's ``30`` and ``30.0`` (equal in Python) are
+    two groups, as they are two labels in the output.
     """
     counts: Counter[tuple[Any, ...]] = Counter()
     for chunk in reader.chunks():
-        rows = zip(*(_column(chunk.columns, c) for c in columns), strict=True)
-        try:
-            counts.update(rows)
-        except TypeError:  # a list or an object in a JSON Lines record
-            raise InvalidArgument(
-                f"a quasi-identifier among {list(columns)} holds nested values; only plain values can be grouped"
-            ) from None
+        values = [_column(chunk.columns, c) for c in columns]
+        for column in values:
+            if any(isinstance(v, dict | list) for v in column):
+                raise InvalidArgument(
+                    f"a quasi-identifier among {list(columns)} holds nested values; only plain values can be grouped"
+                )
+        counts.update(zip(*([_raw(v) for v in column] for column in values), strict=True))
     return counts
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -206,8 +207,11 @@ class ArrowColumns(Mapping[str, list[Any]]):
         if name not in self._values:
             try:
                 self._values[name] = self.batch.column(name).to_pylist()
-            except ValueError as exc:  # nanosecond timestamps that Python's datetime cannot hold
-                raise UnsupportedFile(f"{self.source}: column {name!r} cannot be read: {_first_line(exc)}") from None
+            except ValueError:  # nanosecond timestamps that Python's datetime cannot hold
+                raise UnsupportedFile(
+                    f"{self.source}: column {name!r} holds values Python cannot represent "
+                    "(timestamps finer than microseconds, or out of range)"
+                ) from None
         return self._values[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -227,8 +231,16 @@ def _split(batch: pa.RecordBatch, rows: int, source: Path) -> Iterator[Chunk]:
         yield Chunk(columns=ArrowColumns(part, source.name), rows=part.num_rows, arrow_types=types)
 
 
+#: What follows these in an Arrow error is data from the file (a row, a value): it never goes into a message.
+_DATA_AFTER: Final = re.compile(r"(got \d+|error to \w+|invalid value|would lose data|value)\b.*", re.IGNORECASE)
+_QUOTED: Final = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
 def _first_line(exc: Exception) -> str:
-    return next(iter(str(exc).splitlines()), type(exc).__name__)
+    """An Arrow error's first line without the file's data (pyarrow quotes the offending row or value)."""
+    line = next(iter(str(exc).splitlines()), type(exc).__name__)
+    line = _DATA_AFTER.sub(lambda m: m.group(1), line)
+    return _QUOTED.sub("'…'", line)
 
 
 class ParquetReader(Reader):
@@ -317,12 +329,29 @@ class JsonLinesReader(_LineReader):
                     raise UnsupportedFile(f"{self.path.name}: line {row} is not JSON: {exc.msg}") from None
                 if not isinstance(record, dict):
                     raise UnsupportedFile(f"{self.path.name}: line {row} is not a JSON object")
+                if _SURROGATE_ESCAPE.search(line) and not _encodable(record):
+                    raise UnsupportedFile(
+                        f"{self.path.name}: line {row} holds an unpaired surrogate escape (\\ud800-\\udfff), "
+                        "which is not text"
+                    )
                 for key in record:
                     if key not in self.columns:
                         self.columns.append(key)
                 records.append(record)
             columns = {name: [r.get(name, ABSENT) for r in records] for name in self.columns}
             yield Chunk(columns=columns, rows=len(records))
+
+
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _encodable(record: dict[str, Any]) -> bool:
+    """Whether a decoded record is valid text throughout (a lone surrogate escape decodes, then cannot be written)."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class TextReader(_LineReader):
