@@ -276,6 +276,21 @@ def test_with_an_initialised_data_directory_the_run_is_audited(
     assert warden.json("audit", "verify")["ok"] is True
 
 
+def test_with_an_initialised_data_directory_a_failed_run_is_audited_with_its_code_only(
+    warden: Warden, people: Path, policy_file: Path, tmp_path: Path
+) -> None:
+    assert warden("init").exit_code == 0
+
+    result = warden("deid", "apply", people, "--out", tmp_path / "clean.csv", "--policy", policy_file)
+
+    assert one_error_line(result).startswith("warden: error: key_required: ")
+    events = [e["event"] for e in warden.json("audit", "query", "--kind", "admin")]
+    [deid] = [e for e in events if e["action"] == "deid.apply"]
+    assert deid["target"] == "clean.csv"
+    assert deid["details"]["outcome"] == "failed"
+    assert deid["details"]["error"] == "key_required"
+
+
 def test_an_existing_output_is_replaced_only_with_overwrite(
     warden: Warden, people: Path, policy_file: Path, key_file: Path, tmp_path: Path
 ) -> None:

@@ -61,12 +61,20 @@ NoNer = Annotated[
 
 
 @contextmanager
-def _reported() -> Iterator[None]:
-    """Turn a domain or file error into the one-line failure every command gives."""
+def _reported(audit: tuple[typer.Context, str, str] | None = None) -> Iterator[None]:
+    """Turn a domain or file error into the one-line failure every command gives.
+
+    With ``audit`` (context, action, target), a failed run is recorded too, with its error code only: an
+    attempt on personal data leaves a trace whether or not it succeeded.
+    """
     try:
         yield
     except (WardenError, OSError) as exc:
-        fail(*describe(exc))
+        code, message = describe(exc)
+        if audit is not None:
+            ctx, action, target = audit
+            _audit(ctx, action, target, {"outcome": "failed", "error": code})
+        fail(code, message)
 
 
 def _progress(enabled: bool, *, files: bool = False) -> Progress:
@@ -166,7 +174,7 @@ def apply(
         fail(
             InvalidArgument.code, "with --policy, name the schemes in the policy file (national_ids), not --national-id"
         )
-    with _reported():
+    with _reported((ctx, "deid.apply", out.name)):
         key = DeidKey.load(key_file) if key_file is not None else None
         deid = Deidentifier(key=key, national_ids=national_ids, ner=not no_ner)
         with _progress(not as_json) as bar:
@@ -271,7 +279,7 @@ def image(
     """
     started = datetime.now(UTC)
     reports: list[ImageReport] = []
-    with _reported():
+    with _reported((ctx, "deid.image", out_dir.name)):
         detector: FaceDetector = (
             default_face_detector(device=device)
             if face_model is None
