@@ -15,7 +15,8 @@ map codes to status codes and exit codes in one place each.
     ├── NotFound                   not_found
     │   ├── TenantNotFound         tenant_not_found
     │   ├── KeyNotFound            key_not_found
-    │   └── ModelNotFound          model_not_found
+    │   ├── ModelNotFound          model_not_found
+    │   └── ApprovalNotFound       approval_not_found
     ├── Conflict                   conflict
     ├── StorageCorrupt             storage_corrupt
     ├── DeliveryFailed             delivery_failed (audit shipping)
@@ -24,6 +25,7 @@ map codes to status codes and exit codes in one place each.
     │   ├── KeyRequired            key_required
     │   ├── UnsupportedFile        unsupported_file
     │   └── EngineUnavailable      engine_unavailable
+    ├── ApprovalRefused            approval_refused (+ reason, see ApprovalRefusal)
     ├── Refused                    (admission; carries retry_after seconds)
     │   ├── RateLimited            rate_limited
     │   ├── QuotaExceeded          quota_exceeded
@@ -143,6 +145,12 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class ApprovalNotFound(NotFound):
+    """No data-processing approval with that id."""
+
+    code = "approval_not_found"
+
+
 class Conflict(WardenError):
     """The thing to create exists already, or the change contradicts the current state."""
 
@@ -193,6 +201,28 @@ class EngineUnavailable(DeidError):
     """A detector the run needs (the NER pipeline, a face model) is not installed; nothing is silently skipped."""
 
     code = "engine_unavailable"
+
+
+class ApprovalRefusal(StrEnum):
+    """Why a job was not admitted under an approval; the values are stable and appear in audit records."""
+
+    NOT_FOUND = "not_found"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    EXHAUSTED = "exhausted"
+    INPUT_NOT_APPROVED = "input_not_approved"
+    IDENTIFIERS_FOUND = "identifiers_found"
+    INPUT_UNREADABLE = "input_unreadable"
+
+
+class ApprovalRefused(WardenError):
+    """A job may not start under the approval it names; ``reason`` says which check refused it."""
+
+    code = "approval_refused"
+
+    def __init__(self, reason: ApprovalRefusal, message: str) -> None:
+        super().__init__(f"{reason.value}: {message}")
+        self.reason = reason
 
 
 class Refused(WardenError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from warden.audit import AuditLog
+from warden.jobs.approvals import ApprovalService
 from warden.registry import BlobStore, ModelRegistry
 from warden.settings import Settings
 from warden.storage import Database
@@ -21,6 +22,7 @@ class Services:
     registry: ModelRegistry
     authenticator: Authenticator
     audit: AuditLog
+    approvals: ApprovalService
 
     def close(self) -> None:
         """Commit and seal the audit records still queued, then release database connections."""
@@ -59,4 +61,5 @@ def open_services(settings: Settings) -> Services:
         ),
         authenticator=Authenticator(tenants, verifier),
         audit=AuditLog.from_settings(db, settings, secret),
+        approvals=ApprovalService(db),
     )

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from warden.errors import (
+    ApprovalRefused,
     AuditUnavailable,
     ClientDisconnected,
     Conflict,
@@ -43,6 +44,7 @@ from warden.errors import (
 _STATUS: Final[tuple[tuple[type[WardenError], int], ...]] = (
     (Unauthenticated, 401),
     (Forbidden, 403),
+    (ApprovalRefused, 403),
     (NotFound, 404),
     (Conflict, 409),
     (PayloadTooLarge, 413),

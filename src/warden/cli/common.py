@@ -56,11 +56,12 @@ def audited(services: Services, action: str, target: str, **details: str | int |
     The actor is the operating-system user (a command line has no API key); a store that
     cannot take the record ends the command with ``audit_unavailable`` (the change itself is done).
     """
-    event = AuditEvent.admin(action, target, authenticator="cli", details={"os_user": _os_user(), **details})
+    event = AuditEvent.admin(action, target, authenticator="cli", details={"os_user": os_user(), **details})
     services.audit.record(event).result(timeout=60)
 
 
-def _os_user() -> str:
+def os_user() -> str:
+    """The operating-system user running the command (the actor of CLI admin events; a command line has no key)."""
     try:
         return getpass.getuser()
     except (OSError, KeyError):  # no login name and no passwd entry (some containers)

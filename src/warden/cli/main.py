@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from warden import __version__
+from warden.cli.approvals import approval_app
 from warden.cli.audit import audit_app
 from warden.cli.deid import deid_app
 from warden.cli.detect import detect
@@ -30,6 +31,7 @@ app.add_typer(key_app, name="key")
 app.add_typer(model_app, name="model")
 app.add_typer(audit_app, name="audit")
 app.add_typer(deid_app, name="deid")
+app.add_typer(approval_app, name="approval")
 app.command("serve")(serve)
 app.command("demo")(demo)
 

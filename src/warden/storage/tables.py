@@ -1,4 +1,4 @@
-"""The state tables: tenants, their API keys, models, model versions and aliases, and the audit trail.
+"""The state tables: tenants, their API keys, models, model versions and aliases, the audit trail, and approvals.
 
 Rows never hold secrets in the clear (keys are keyed hashes) nor model bytes
 (versions point at content-addressed blobs by sha256). Audit rows hold metadata only.
@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -201,3 +202,38 @@ class AuditShipPosition(Base):
     stream: Mapped[str] = mapped_column(String(64), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Approval(Base):
+    """A declared and approved purpose for processing named datasets: what ``warden job run`` is admitted under.
+
+    ``runs_used`` only grows, by one conditional UPDATE per admitted job, so two admissions
+    racing for the last of ``max_runs`` cannot both win.
+    """
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    purpose: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    max_runs: Mapped[int | None] = mapped_column(Integer, default=None)
+    runs_used: Mapped[int] = mapped_column(Integer, default=0)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    allow_identifiers: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    datasets: Mapped[list[ApprovalDataset]] = relationship(
+        order_by="ApprovalDataset.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class ApprovalDataset(Base):
+    """One dataset an approval names: the path as given and its content sha256 (what admission compares)."""
+
+    __tablename__ = "approval_datasets"
+
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
