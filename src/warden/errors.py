@@ -20,12 +20,13 @@ map codes to status codes and exit codes in one place each.
     ├── Conflict                   conflict
     ├── StorageCorrupt             storage_corrupt
     ├── DeliveryFailed             delivery_failed (audit shipping)
+    ├── UnsupportedFile            unsupported_file (a file of no kind the command reads)
     ├── DeidError                  deid_error      (de-identification)
     │   ├── InvalidPolicy          invalid_policy  (+ where: the policy field at fault)
     │   ├── KeyRequired            key_required
-    │   ├── UnsupportedFile        unsupported_file
     │   └── EngineUnavailable      engine_unavailable
     ├── ApprovalRefused            approval_refused (+ reason, see ApprovalRefusal)
+    ├── SandboxUnavailable         sandbox_unavailable
     ├── Refused                    (admission; carries retry_after seconds)
     │   ├── RateLimited            rate_limited
     │   ├── QuotaExceeded          quota_exceeded
@@ -191,8 +192,8 @@ class KeyRequired(DeidError):
     code = "key_required"
 
 
-class UnsupportedFile(DeidError):
-    """An input file's format is not one de-identification reads, or it does not parse as that format."""
+class UnsupportedFile(WardenError):
+    """A file's format is not one the command reads (de-identification, policy checks), or it does not parse as it."""
 
     code = "unsupported_file"
 
@@ -223,6 +224,12 @@ class ApprovalRefused(WardenError):
     def __init__(self, reason: ApprovalRefusal, message: str) -> None:
         super().__init__(f"{reason.value}: {message}")
         self.reason = reason
+
+
+class SandboxUnavailable(WardenError):
+    """The job sandbox cannot run here (bwrap missing, user namespaces disabled, libseccomp missing)."""
+
+    code = "sandbox_unavailable"
 
 
 class Refused(WardenError):
