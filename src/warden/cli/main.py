@@ -12,8 +12,10 @@ from warden.cli.approvals import approval_app
 from warden.cli.audit import audit_app
 from warden.cli.deid import deid_app
 from warden.cli.detect import detect
+from warden.cli.jobs import job_app
 from warden.cli.keys import init, key_app
 from warden.cli.models import model_app
+from warden.cli.policy import policy_app
 from warden.cli.serve import demo, serve
 from warden.cli.tenants import tenant_app
 
@@ -32,6 +34,8 @@ app.add_typer(model_app, name="model")
 app.add_typer(audit_app, name="audit")
 app.add_typer(deid_app, name="deid")
 app.add_typer(approval_app, name="approval")
+app.add_typer(job_app, name="job")
+app.add_typer(policy_app, name="policy")
 app.command("serve")(serve)
 app.command("demo")(demo)
 

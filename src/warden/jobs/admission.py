@@ -179,8 +179,8 @@ def _scan_input(item: Input, digest: str, scan: Scan) -> tuple[AdmittedInput, li
             continue
         try:
             columns = scan(path)
-        except (DeidError, OSError) as exc:
-            message = exc.message if isinstance(exc, DeidError) else str(exc)
+        except (DeidError, UnsupportedFile, OSError) as exc:
+            message = exc.message if isinstance(exc, DeidError | UnsupportedFile) else str(exc)
             raise ApprovalRefused(
                 ApprovalRefusal.INPUT_UNREADABLE, f"input {item.name!r}: {shown} could not be scanned: {message}"
             ) from None

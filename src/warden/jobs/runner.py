@@ -1,0 +1,255 @@
+"""Run one training job end to end: admit it, audit its start, run it in the sandbox, hash what it wrote, audit its end.
+
+The output directory is the controlled area: it must be empty (or not exist yet), and it is the only place the
+job can write. What Warden itself keeps about the run (the job's stdout and stderr, and the manifest hashing
+every output file) goes beside it, in ``OUTPUT.job/``, outside the job's reach, so a job cannot rewrite its own
+record. Two audit events frame the run: ``job.start`` once admission took a run (so a crash mid-job still leaves
+a trace) and ``job.end`` with the exit status and the outputs' hashes. Inputs are hashed again after the run;
+one that changed while it ran (after admission checked it) fails the run loudly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from warden.audit import AuditEvent, AuditLog
+from warden.errors import InvalidArgument, SandboxUnavailable, WardenError
+from warden.jobs.admission import Admission, Input, Scan, admit
+from warden.jobs.approvals import ApprovalService, content_sha256
+from warden.jobs.sandbox import BwrapSandbox, SandboxResult, SandboxSpec, Sink
+
+RECORD_SUFFIX: Final = ".job"
+_AUDIT_VALUE_CHARS: Final = 1000
+
+
+class InputChanged(WardenError):
+    """An input's content changed between admission and the end of the run: the run proves nothing about it."""
+
+    code = "input_changed"
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What to run, on what, under which approval and limits."""
+
+    approval_id: str
+    inputs: Sequence[Input]
+    output_dir: Path
+    command: Sequence[str]
+    env: Mapping[str, str] = field(default_factory=dict)
+    memory_bytes: int | None = 2 * 1024**3
+    pids: int | None = 256
+    cpu_seconds: int | None = None
+    timeout_seconds: float | None = 3600.0
+    extra_ro_paths: Sequence[Path] = ()
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One file the job wrote (relative to the output directory), or a link it made (never followed)."""
+
+    path: str
+    sha256: str | None
+    size: int
+    link_target: str | None = None
+
+
+@dataclass
+class JobReport:
+    """What happened: the admission, the sandbox's result, the outputs, and where the record was written."""
+
+    admission: Admission
+    result: SandboxResult
+    outputs: list[OutputFile]
+    record_dir: Path
+    actor: str
+
+    @property
+    def exit_status(self) -> int:
+        """The status ``warden job run`` exits with: the job's own, 124 after a timeout (as ``timeout`` does)."""
+        if self.result.timed_out:
+            return 124
+        return self.result.exit_code if self.result.exit_code is not None else 1
+
+    def exit_description(self) -> str:
+        """How the job ended, in a few words (``exited 0``, ``killed by signal 9``, ``timed out``)."""
+        if self.result.timed_out:
+            return "timed out"
+        if self.result.oom_killed:
+            return "killed: out of memory"
+        if self.result.signal is not None:
+            return f"killed by signal {self.result.signal}"
+        return f"exited {self.result.exit_code}"
+
+    def manifest(self) -> dict[str, Any]:
+        """The run's manifest: approval, purpose, inputs and outputs with their hashes, command, limits, status."""
+        approval = self.admission.approval
+        return {
+            "warden_job": 1,
+            "actor": self.actor,
+            "approval": approval.id,
+            "purpose": approval.purpose,
+            "inputs": [{"name": i.name, "sha256": i.sha256} for i in self.admission.inputs],
+            "not_scanned": self.admission.not_scanned,
+            "backend": "bwrap",
+            "argv": list(self.result.argv),
+            "limits": dict(self.result.limits),
+            "started": self.result.started.isoformat(),
+            "ended": self.result.ended.isoformat(),
+            "exit_code": self.result.exit_code,
+            "signal": self.result.signal,
+            "timed_out": self.result.timed_out,
+            "oom_killed": self.result.oom_killed,
+            "landlock_abi": self.result.landlock_abi,
+            "outputs": [
+                {"path": o.path, "sha256": o.sha256, "size": o.size, "link_target": o.link_target} for o in self.outputs
+            ],
+        }
+
+
+def check_output(output_dir: Path) -> None:
+    """Refuse an output that is not an empty directory (or absent), or whose record directory exists already."""
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise InvalidArgument(f"the output {output_dir} must be an empty directory or not exist yet")
+    if record_dir(output_dir).exists():
+        raise InvalidArgument(
+            f"{record_dir(output_dir)} exists: it holds an earlier run's record; choose another output"
+        )
+
+
+def prepare_output(output_dir: Path) -> Path:
+    """Create the (checked) output directory and the record directory beside it; return the record directory."""
+    check_output(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    record = record_dir(output_dir)
+    record.mkdir()
+    return record
+
+
+def record_dir(output_dir: Path) -> Path:
+    """Where Warden keeps a run's logs and manifest: ``OUTPUT.job`` beside the output directory."""
+    resolved = output_dir.resolve()
+    return resolved.with_name(resolved.name + RECORD_SUFFIX)
+
+
+def run_job(
+    request: JobRequest,
+    *,
+    approvals: ApprovalService,
+    audit: AuditLog,
+    actor: str,
+    sandbox: BwrapSandbox | None = None,
+    scan: Scan | None = None,
+    stdout: Sink | None = None,
+    stderr: Sink | None = None,
+) -> JobReport:
+    """Admit, run and record one job; raises ``ApprovalRefused`` (nothing run) or ``InputChanged`` (after the run)."""
+    box = sandbox or BwrapSandbox()
+    if not box.available():
+        raise SandboxUnavailable(f"the bwrap sandbox cannot run here: {box.unavailable_reason()}")
+    check_output(request.output_dir)  # before admission, so a mistake here never spends one of the approval's runs
+    admission = admit(approvals, request.approval_id, list(request.inputs), scan=scan)
+    record = prepare_output(request.output_dir)
+    spec = SandboxSpec(
+        command=list(request.command),
+        output_dir=request.output_dir,
+        inputs=[(i.path, i.name) for i in admission.inputs],
+        env=dict(request.env),
+        memory_bytes=request.memory_bytes,
+        pids=request.pids,
+        cpu_seconds=request.cpu_seconds,
+        timeout_seconds=request.timeout_seconds,
+        extra_ro_paths=list(request.extra_ro_paths),
+    )
+    _record(audit, "job.start", admission, actor, {"command": _json(spec.command), "limits": _json(_limits(request))})
+    with (record / "stdout.log").open("wb") as out_log, (record / "stderr.log").open("wb") as err_log:
+        result = box.run(spec, _tee(out_log.write, stdout), _tee(err_log.write, stderr))
+    report = JobReport(admission, result, hash_outputs(request.output_dir), record, actor)
+    (record / "manifest.json").write_text(json.dumps(report.manifest(), indent=2) + "\n", encoding="utf-8")
+    changed = [i.name for i in admission.inputs if content_sha256(i.path) != i.sha256]
+    outputs_sha256 = hashlib.sha256((record / "manifest.json").read_bytes()).hexdigest()
+    _record(
+        audit,
+        "job.end",
+        admission,
+        actor,
+        {
+            "exit_code": result.exit_code,
+            "signal": result.signal,
+            "timed_out": int(result.timed_out),
+            "oom_killed": int(result.oom_killed),
+            "started": result.started.isoformat(),
+            "ended": result.ended.isoformat(),
+            "outputs": len(report.outputs),
+            "manifest_sha256": outputs_sha256,
+            "inputs_changed": ",".join(changed) or None,
+        },
+    )
+    if changed:
+        raise InputChanged(f"input {', '.join(changed)} changed while the job ran; its outputs prove nothing about it")
+    return report
+
+
+def _limits(request: JobRequest) -> dict[str, Any]:
+    return {
+        "memory_bytes": request.memory_bytes,
+        "pids": request.pids,
+        "cpu_seconds": request.cpu_seconds,
+        "timeout_seconds": request.timeout_seconds,
+    }
+
+
+def _json(value: object) -> str:
+    text = json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= _AUDIT_VALUE_CHARS else text[: _AUDIT_VALUE_CHARS - 1] + "…"
+
+
+def _record(audit: AuditLog, action: str, admission: Admission, actor: str, details: dict[str, Any]) -> None:
+    inputs = ",".join(f"{i.name}={i.sha256}" for i in admission.inputs)
+    event = AuditEvent.admin(
+        action,
+        admission.approval.id,
+        authenticator="cli",
+        details={
+            "os_user": actor,
+            "purpose": admission.purpose[:_AUDIT_VALUE_CHARS],
+            "inputs": inputs[:_AUDIT_VALUE_CHARS],
+            "backend": "bwrap",
+            **details,
+        },
+    )
+    audit.record(event).result(timeout=60)
+
+
+def _tee(first: Callable[[bytes], object], second: Sink | None) -> Sink:
+    def both(chunk: bytes) -> None:
+        first(chunk)
+        if second is not None:
+            second(chunk)
+
+    return both
+
+
+def hash_outputs(output_dir: Path) -> list[OutputFile]:
+    """Every file under ``output_dir`` with its sha256, sorted by path; links are recorded, never followed."""
+    found: list[OutputFile] = []
+    for root, dirs, files in os.walk(output_dir, followlinks=False):
+        base = Path(root)
+        for name in sorted(files) + sorted(d for d in dirs if (base / d).is_symlink()):
+            path = base / name
+            relative = path.relative_to(output_dir).as_posix()
+            if path.is_symlink():
+                found.append(OutputFile(relative, None, 0, os.readlink(path)))
+            elif path.is_file():
+                digest = hashlib.sha256()
+                with path.open("rb") as handle:
+                    while block := handle.read(1 << 20):
+                        digest.update(block)
+                found.append(OutputFile(relative, digest.hexdigest(), path.stat().st_size))
+    return sorted(found, key=lambda o: o.path)

@@ -1,0 +1,166 @@
+"""``run_job``: admission, the sandboxed run, the record beside the output, and the two audit events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.conftest import clean_environment
+from warden.errors import ApprovalRefusal, ApprovalRefused, InvalidArgument
+from warden.jobs.admission import Input
+from warden.jobs.runner import InputChanged, JobReport, JobRequest, record_dir, run_job
+from warden.jobs.sandbox import BwrapSandbox
+from warden.services import Services, open_services
+from warden.settings import load_settings
+
+PYTHON = "/usr/bin/python3"
+SANDBOX = BwrapSandbox()
+pytestmark = pytest.mark.skipif(
+    not SANDBOX.available() or not Path(PYTHON).exists(),
+    reason=f"JOB RUNNER TESTS NOT RUN: the bwrap sandbox is unavailable ({SANDBOX.unavailable_reason()}) "
+    f"or {PYTHON} is missing",
+)
+
+
+@pytest.fixture
+def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
+    clean_environment(monkeypatch)
+    opened = open_services(load_settings(data_dir=tmp_path / "wd"))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    path = tmp_path / "data.csv"
+    path.write_text("amount,label\n12.5,0\n99.0,1\n", encoding="utf-8")
+    return path
+
+
+def job(services: Services, data: Path, output: Path, script: str, **options: Any) -> JobReport:
+    approval = services.approvals.create("fraud model", [data], created_by="alice")
+    request = JobRequest(
+        approval_id=approval.id,
+        inputs=[Input(data, "data")],
+        output_dir=output,
+        command=[PYTHON, "-c", script],
+        timeout_seconds=options.pop("timeout_seconds", 60.0),
+        **options,
+    )
+    return run_job(request, approvals=services.approvals, audit=services.audit, actor="alice", sandbox=SANDBOX)
+
+
+def admin_events(services: Services) -> list[dict[str, Any]]:
+    services.audit.flush()
+    return [e.event.to_dict() for e in services.audit.scan() if e.event.action]
+
+
+def test_a_job_reads_its_input_writes_its_output_and_leaves_a_record_beside_it(
+    services: Services, data: Path, tmp_path: Path
+) -> None:
+    script = (
+        "import sys; rows = open('/input/data').read().splitlines(); "
+        "open('/output/model.txt', 'w').write(str(len(rows))); print('trained'); print('warn', file=sys.stderr)"
+    )
+    report = job(services, data, tmp_path / "out", script)
+
+    assert report.exit_status == 0
+    assert (tmp_path / "out" / "model.txt").read_text() == "3"
+    [output] = report.outputs
+    assert (output.path, output.size) == ("model.txt", 1)
+    record = record_dir(tmp_path / "out")
+    assert report.record_dir == record
+    assert (record / "stdout.log").read_text() == "trained\n"
+    assert (record / "stderr.log").read_text() == "warn\n"
+    manifest = (record / "manifest.json").read_text()
+    assert '"purpose": "fraud model"' in manifest
+    assert output.sha256 in manifest
+
+
+def test_the_run_is_audited_at_its_start_and_end_with_approval_inputs_command_and_status(
+    services: Services, data: Path, tmp_path: Path
+) -> None:
+    report = job(services, data, tmp_path / "out", "raise SystemExit(3)")
+
+    assert report.exit_status == 3
+    events = {e["action"]: e for e in admin_events(services) if e["action"].startswith("job.")}
+    start, end = events["job.start"], events["job.end"]
+    assert start["target"] == end["target"] == report.admission.approval.id
+    assert start["details"]["purpose"] == "fraud model"
+    assert start["details"]["inputs"] == f"data={report.admission.inputs[0].sha256}"
+    assert "SystemExit(3)" in start["details"]["command"]
+    assert end["details"]["exit_code"] == 3
+    assert end["details"]["timed_out"] == 0
+    assert end["details"]["os_user"] == "alice"
+
+
+def test_a_job_past_its_timeout_is_killed_and_exits_124(services: Services, data: Path, tmp_path: Path) -> None:
+    report = job(services, data, tmp_path / "out", "import time; time.sleep(60)", timeout_seconds=1.0)
+
+    assert report.result.timed_out
+    assert report.exit_status == 124
+    assert report.exit_description() == "timed out"
+
+
+def test_a_link_the_job_makes_is_recorded_and_never_followed(services: Services, data: Path, tmp_path: Path) -> None:
+    report = job(services, data, tmp_path / "out", "import os; os.symlink('/etc/shadow', '/output/shadow')")
+
+    [link] = report.outputs
+    assert (link.path, link.sha256, link.link_target) == ("shadow", None, "/etc/shadow")
+
+
+def test_an_unapproved_input_is_refused_before_anything_is_created(
+    services: Services, data: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.csv"
+    other.write_text("x\n1\n", encoding="utf-8")
+    approval = services.approvals.create("fraud model", [data], created_by="alice")
+    request = JobRequest(approval.id, [Input(other, "data")], tmp_path / "out", [PYTHON, "-c", "pass"])
+
+    with pytest.raises(ApprovalRefused) as refused:
+        run_job(request, approvals=services.approvals, audit=services.audit, actor="alice", sandbox=SANDBOX)
+
+    assert refused.value.reason is ApprovalRefusal.INPUT_NOT_APPROVED
+    assert not (tmp_path / "out").exists()
+    assert not record_dir(tmp_path / "out").exists()
+
+
+def test_a_non_empty_output_is_refused_without_spending_a_run(services: Services, data: Path, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("earlier", encoding="utf-8")
+    approval = services.approvals.create("fraud model", [data], created_by="alice", max_runs=1)
+    request = JobRequest(approval.id, [Input(data, "data")], tmp_path / "out", [PYTHON, "-c", "pass"])
+
+    with pytest.raises(InvalidArgument, match="must be an empty directory"):
+        run_job(request, approvals=services.approvals, audit=services.audit, actor="alice", sandbox=SANDBOX)
+
+    assert services.approvals.get(approval.id).runs_used == 0
+
+
+def test_an_input_that_changes_during_the_run_fails_it_and_is_named_in_the_audit(
+    services: Services, data: Path, tmp_path: Path
+) -> None:
+    def scan_then_change(path: Path) -> list[str]:  # runs after admission hashed the input
+        path.write_text("amount,label\n1,1\n", encoding="utf-8")
+        return []
+
+    approval = services.approvals.create("fraud model", [data], created_by="alice")
+    request = JobRequest(approval.id, [Input(data, "data")], tmp_path / "out", [PYTHON, "-c", "pass"])
+
+    with pytest.raises(InputChanged, match="data"):
+        run_job(
+            request,
+            approvals=services.approvals,
+            audit=services.audit,
+            actor="alice",
+            sandbox=SANDBOX,
+            scan=scan_then_change,
+        )
+
+    [end] = [e for e in admin_events(services) if e["action"] == "job.end"]
+    assert end["details"]["inputs_changed"] == "data"
