@@ -641,6 +641,18 @@ def test_when_the_argv_is_built_then_it_has_every_hardening_flag(tmp_path: Path,
     assert argv.count("--bind") == 1  # the output is the only writable bind
 
 
+def test_a_runtime_under_tmp_is_bound_after_the_private_tmp_is_mounted(tmp_path: Path) -> None:
+    # A CI checkout under /tmp had its virtual environment hidden by the sandbox's own /tmp tmpfs.
+    venv = tmp_path / "venv"  # pytest's tmp_path lies under /tmp
+    venv.mkdir()
+    spec = SandboxSpec(command=["true"], output_dir=tmp_path, extra_ro_paths=[venv])
+    argv = build_argv(spec, "/usr/bin/bwrap", 9)
+
+    tmpfs = max(i for i, arg in enumerate(argv) if arg == "--tmpfs" and argv[i + 1] == "/tmp")  # noqa: S108
+    bound = argv.index(str(venv))
+    assert bound > tmpfs
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
+from typing import Final
 
 from warden.errors import InvalidArgument, SandboxUnavailable
 from warden.jobs import seccomp
@@ -255,6 +256,9 @@ def _landlock_wrapper(spec: SandboxSpec) -> list[str]:
     return [LANDLOCK_PYTHON, "-I", "-S", "-c", LANDLOCK_TRAMPOLINE, "/output", "/tmp", "/dev/shm", "--"]  # noqa: S108
 
 
+_SCRATCH: Final = ("/tmp", "/dev/shm")  # noqa: S108 - private tmpfs inside the sandbox, not the host's
+
+
 def build_argv(spec: SandboxSpec, bwrap: str, seccomp_fd: int) -> list[str]:
     """The exact bwrap command line for ``spec``, reading the seccomp program from ``seccomp_fd``."""
     argv = [
@@ -273,10 +277,15 @@ def build_argv(spec: SandboxSpec, bwrap: str, seccomp_fd: int) -> list[str]:
         "--hostname",
         spec.hostname,
     ]
-    argv += _runtime_args([Path(p) for p in (*spec.runtime_paths, *spec.extra_ro_paths)])
+    paths = [Path(p) for p in (*spec.runtime_paths, *spec.extra_ro_paths)]
+    # A runtime under /tmp (a virtual environment in a CI checkout there) is bound after the private /tmp is
+    # mounted, or the tmpfs would hide it.
+    late = [p for p in paths if any(p.is_relative_to(scratch) for scratch in _SCRATCH)]
+    argv += _runtime_args([p for p in paths if p not in late])
     argv += ["--proc", "/proc", "--dev", "/dev"]
-    for scratch in ("/tmp", "/dev/shm"):  # noqa: S108 - private tmpfs inside the sandbox, not the host's
+    for scratch in _SCRATCH:
         argv += ["--size", str(spec.tmp_bytes), "--tmpfs", scratch]
+    argv += _runtime_args(late)
     for host, name in spec.inputs:
         argv += ["--ro-bind", str(Path(host).resolve()), f"/input/{name}"]
     argv += ["--bind", str(Path(spec.output_dir).resolve()), "/output", "--chdir", "/output"]
