@@ -8,8 +8,7 @@ active one. Creating and revoking are audited administrative actions (``approval
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 
@@ -17,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from warden.cli.common import AsJson, audited, console, emit_json, iso, opened, os_user, short_time
+from warden.cli.common import AsJson, audited, console, emit_json, iso, opened, os_user, parse_moment, short_time
 from warden.errors import InvalidArgument
 from warden.jobs.approvals import ApprovalView
 
@@ -27,8 +26,6 @@ approval_app = typer.Typer(
 )
 
 ApprovalId = Annotated[str, typer.Argument(help="The approval's id (apr_…).", show_default=False)]
-_DURATION: Final = re.compile(r"(\d{1,6})([mhdw])")
-_UNITS: Final = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _PURPOSE_CELL: Final = 60
 
 
@@ -51,19 +48,7 @@ def approval_record(approval: ApprovalView, now: datetime | None = None) -> dict
 
 def parse_expiry(text: str, now: datetime | None = None) -> datetime:
     """``--expires``: an ISO 8601 time (no offset: UTC) or a duration from now (``90d``, ``12h``, ``4w``)."""
-    duration = _DURATION.fullmatch(text.strip())
-    if duration is not None:
-        try:
-            return (now or datetime.now(UTC)) + timedelta(**{_UNITS[duration[2]]: int(duration[1])})
-        except OverflowError:
-            raise InvalidArgument(f"--expires: the duration {text!r} is too long") from None
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidArgument(
-            f"--expires: {text!r} is neither an ISO 8601 time (2026-12-31T00:00:00Z) nor a duration (90d, 12h)"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return parse_moment("--expires", text, ahead=True, now=now)
 
 
 @approval_app.command("create")

@@ -14,12 +14,11 @@ or a duration back from now (``90s``, ``15m``, ``12h``, ``30d``, ``2w``).
 from __future__ import annotations
 
 import os
-import re
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Final
@@ -31,14 +30,12 @@ from warden.audit import AuditEntry, AuditFilter, ExportFormat, VerifyReport
 from warden.audit.ship import DEFAULT_NAME, Shipper, ShipReport, Target, open_sink
 from warden.audit.ship import check_format as check_ship_format
 from warden.audit.ship import check_name as check_shipper_name
-from warden.cli.common import ABORTED, AsJson, confirm, console, emit_json, fail, opened
+from warden.cli.common import ABORTED, AsJson, confirm, console, emit_json, fail, opened, parse_moment
 from warden.errors import DeliveryFailed, InvalidArgument, StorageCorrupt
 
 audit_app = typer.Typer(help="Verify, query, export, ship and prune the audit trail.", no_args_is_help=True)
 
 _ONCE_ATTEMPTS: Final = 3
-_DURATION: Final = re.compile(r"(\d+)([smhdw])")
-_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 Since = Annotated[
     str | None, typer.Option("--since", help="Only events at or after this time (ISO 8601, or a duration ago: 30d).")
@@ -49,20 +46,7 @@ TenantOption = Annotated[str | None, typer.Option("--tenant", help="Only this te
 
 def parse_instant(option: str, text: str, now: datetime | None = None) -> datetime:
     """An aware instant from ISO 8601 (no offset: UTC) or a duration back from ``now`` (``30d``)."""
-    moment = now or datetime.now(UTC)
-    duration = _DURATION.fullmatch(text.strip())
-    if duration is not None:
-        try:
-            return moment - timedelta(**{_UNITS[duration[2]]: int(duration[1])})
-        except OverflowError:
-            raise InvalidArgument(f"{option}: the duration {text!r} is too long") from None
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InvalidArgument(
-            f"{option}: {text!r} is neither an ISO 8601 time (2026-11-22T10:00:00Z) nor a duration (30d, 12h)"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return parse_moment(option, text, ahead=False, now=now)
 
 
 def _instant(option: str, text: str) -> datetime:

@@ -24,9 +24,10 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Final, NoReturn
 
@@ -129,6 +130,32 @@ def emit_json(value: object) -> None:
 def console() -> Console:
     """A console on stdout for human output (tables and sentences)."""
     return Console(highlight=False, soft_wrap=True)
+
+
+_DURATION: Final = re.compile(r"(\d+)([smhdw])")
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_moment(option: str, text: str, *, ahead: bool, now: datetime | None = None) -> datetime:
+    """An aware UTC instant from ISO 8601 (no offset: UTC) or a duration (``30d``, ``12h``) from ``now``.
+
+    The duration counts ahead of ``now`` (an expiry) or back from it (``--since``), as ``ahead`` says.
+    """
+    moment = now or datetime.now(UTC)
+    duration = _DURATION.fullmatch(text.strip())
+    if duration is not None:
+        try:
+            span = timedelta(**{_UNITS[duration[2]]: int(duration[1])})
+            return moment + span if ahead else moment - span
+        except OverflowError:
+            raise InvalidArgument(f"{option}: the duration {text!r} is too long") from None
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidArgument(
+            f"{option}: {text!r} is neither an ISO 8601 time (2026-11-22T10:00:00Z) nor a duration (30d, 12h)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -229,9 +229,11 @@ class DetectionModel:
         return results
 
 
-def _open_session(
-    model: str | Path | bytes, providers: list[tuple[str, dict[str, object]]], threads: int | None
-) -> ort.InferenceSession:
+def session_options(threads: int | None) -> ort.SessionOptions:
+    """ONNX Runtime options for one model run at a time: full graph optimisation, sequential, quiet logs.
+
+    ``threads`` caps the intra-op thread pool (None: ONNX Runtime's default, one per core).
+    """
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -239,6 +241,13 @@ def _open_session(
     options.log_severity_level = 3
     if threads is not None:
         options.intra_op_num_threads = threads
+    return options
+
+
+def _open_session(
+    model: str | Path | bytes, providers: list[tuple[str, dict[str, object]]], threads: int | None
+) -> ort.InferenceSession:
+    options = session_options(threads)
     source: str | bytes
     if isinstance(model, bytes):
         source = model

@@ -36,6 +36,7 @@ import onnx
 import onnxruntime as ort
 
 from warden.detection import DetectionModel, RGBImage
+from warden.detection.model import session_options
 from warden.detection.nms import nms
 from warden.detection.providers import TENSORRT, check_active, providers_for
 from warden.errors import EngineUnavailable, InvalidArgument, InvalidModel, ModelError, UnsupportedModel
@@ -268,13 +269,7 @@ def _centerface_session(data: bytes, device: str, threads: int | None) -> ort.In
     providers = providers_for(device, ort.get_available_providers())
     if device == "auto":
         providers = [p for p in providers if p[0] != TENSORRT]
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    if threads is not None:
-        options.intra_op_num_threads = threads
+    options = session_options(threads)
     graph = _dynamic_centerface(data)
     try:
         session = ort.InferenceSession(
