@@ -169,6 +169,31 @@ def test_when_the_default_scan_reads_a_table_then_it_reports_its_direct_identifi
     assert default_scan(data / "clean.csv") == []
 
 
+def test_a_table_renamed_to_an_unknown_suffix_is_still_scanned_as_text(
+    approvals: ApprovalService, tmp_path: Path
+) -> None:
+    # "people.csv" renamed "people.dat" was admitted unscanned: the format came from the name alone.
+    renamed = tmp_path / "people.dat"
+    renamed.write_text(PII, encoding="utf-8")
+    approval = approve(approvals, renamed)
+
+    with pytest.raises(ApprovalRefused) as refused:
+        admit(approvals, approval.id, [(renamed, "people")], scan=default_scan)
+
+    assert refused.value.reason is ApprovalRefusal.IDENTIFIERS_FOUND
+    assert approvals.get(approval.id).runs_used == 0
+
+
+def test_a_binary_file_of_unknown_kind_is_listed_as_not_scanned(approvals: ApprovalService, tmp_path: Path) -> None:
+    blob = tmp_path / "weights.bin"
+    blob.write_bytes(b"\x00\x01\x02ann@example.com")
+    approval = approve(approvals, blob)
+
+    admission = admit(approvals, approval.id, [(blob, "weights")], scan=default_scan)
+
+    assert admission.not_scanned == ["weights"]
+
+
 def test_when_the_default_scan_finds_identifiers_then_admission_refuses(approvals: ApprovalService, data: Path) -> None:
     approval = approve(approvals, data / "pii.csv", data / "clean.csv")
     with pytest.raises(ApprovalRefused) as caught:

@@ -380,6 +380,20 @@ def test_when_the_job_ptraces_another_process_then_it_is_refused(sandbox: BwrapS
     assert_blocked(*run_script(sandbox, output_dir, code), attempts=5)
 
 
+def test_when_the_job_takes_another_process_s_descriptors_then_it_is_refused(
+    sandbox: BwrapSandbox, output_dir: Path
+) -> None:
+    # pidfd_getfd does what ptrace is refused for; it once got through when Landlock was off.
+    code = """
+    libc.syscall.restype = ctypes.c_long
+    pidfd = libc.syscall(434, 1, 0)  # pidfd_open(1, 0): allowed, it only names the process
+    if pidfd < 0:
+        escaped(f"pidfd_open(1) failed with errno {ctypes.get_errno()}: the attempt below proves nothing")
+    refused_c("pidfd_getfd of pid 1's stdin", libc.syscall(438, pidfd, 0, 0))  # pidfd_getfd(pidfd, 0, 0)
+    """
+    assert_blocked(*run_script(sandbox, output_dir, code, landlock=False), attempts=1)  # seccomp alone
+
+
 def test_when_the_job_mounts_then_it_is_refused(sandbox: BwrapSandbox, output_dir: Path) -> None:
     code = """
     MS_REMOUNT, MS_BIND = 32, 4096
@@ -549,9 +563,18 @@ def test_when_cgroups_are_not_used_then_rlimits_bound_memory(output_dir: Path, s
     except MemoryError:
         blocked(f"MemoryError after {len(hoard) * 16} MiB")
     """
-    result, stdout, stderr = run_script(rlimited, output_dir, code, memory_bytes=256 * 1024**2)
-    assert result.limits == {"memory": RLIMIT, "pids": RLIMIT}
+    pids = None if os.geteuid() == 0 else 256  # root: no RLIMIT_NPROC fallback (see the next test)
+    result, stdout, stderr = run_script(rlimited, output_dir, code, memory_bytes=256 * 1024**2, pids=pids)
+    assert result.limits == ({"memory": RLIMIT} if pids is None else {"memory": RLIMIT, "pids": RLIMIT})
     assert_blocked(result, stdout, stderr)
+
+
+def test_when_root_has_no_pids_cgroup_then_a_pids_limit_is_refused_not_faked(output_dir: Path) -> None:
+    # The kernel exempts root from RLIMIT_NPROC: 100 forks got through a "pids=20" job that reported "rlimit".
+    if os.geteuid() != 0:
+        pytest.skip("NOT ROOT: RLIMIT_NPROC binds this user, so the fallback is real here")
+    with pytest.raises(SandboxUnavailable, match="kernel exempts root from RLIMIT_NPROC"):
+        run_script(BwrapSandbox(use_cgroups=False), output_dir, "pass", pids=20)
 
 
 def test_when_cgroups_are_writable_then_they_carry_the_limits(sandbox: BwrapSandbox, output_dir: Path) -> None:
@@ -614,7 +637,7 @@ def test_when_the_rules_are_described_then_every_required_call_is_listed() -> No
                  "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load", "setuid", "setgid",
                  "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid", "setgroups", "keyctl",
                  "add_key", "request_key", "perf_event_open", "userfaultfd", "open_by_handle_at", "reboot", "swapon",
-                 "swapoff"):  # fmt: skip
+                 "swapoff", "pidfd_getfd", "process_madvise"):  # fmt: skip
         assert name in described, name
     assert described["clone3"].startswith("ENOSYS")
     assert described["chmod"].startswith("EPERM when the mode sets S_ISUID")
@@ -838,7 +861,9 @@ def test_when_no_cgroup_can_carry_the_limits_then_rlimits_stand_in(tmp_path: Pat
     (tmp_path / "cg2").mkdir()
     (tmp_path / "cg2" / "cgroup.subtree_control").write_text(enabled)
     proc = fake_proc(tmp_path, f"30 23 0:26 / {tmp_path / 'cg2'} rw - cgroup2 cgroup2 rw\n", "0::/\n")
-    limits = create_limits(64 * 1024**2, 32, 5, proc=proc)
+    pids = None if os.geteuid() == 0 else 32  # root gets no RLIMIT_NPROC fallback (refused: see above)
+    limits = create_limits(64 * 1024**2, pids, 5, proc=proc)
     assert limits.cgroups == []
-    assert limits.mechanisms == {"memory": RLIMIT, "pids": RLIMIT, "cpu_seconds": RLIMIT}
+    expected = {"memory": RLIMIT, "cpu_seconds": RLIMIT} | ({} if pids is None else {"pids": RLIMIT})
+    assert limits.mechanisms == expected
     assert sorted(p.name for p in (tmp_path / "cg2").iterdir()) == ["cgroup.subtree_control"]

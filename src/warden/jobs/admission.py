@@ -132,11 +132,18 @@ def _deidentifier() -> Deidentifier:
 
 
 def default_scan(path: Path) -> list[str]:
-    """The direct-identifier columns ``warden deid scan`` (without NER) finds in one file."""
-    return _deidentifier().scan(path).direct_identifiers
+    """The direct-identifier columns ``warden deid scan`` (without NER) finds in one file.
+
+    A file whose name gives no format the scan knows, but whose bytes are text, is scanned as text: renaming
+    ``people.csv`` to ``people.dat`` must not carry its e-mail addresses past the scan.
+    """
+    from warden.privacy.tables import Format  # noqa: PLC0415 - heavy (Arrow); only when scanning
+
+    fmt = None if _by_name(path) else Format.TEXT
+    return _deidentifier().scan(path, fmt=fmt).direct_identifiers
 
 
-def _supported(path: Path) -> bool:
+def _by_name(path: Path) -> bool:
     from warden.privacy.tables import detect_format  # noqa: PLC0415 - heavy (Arrow); only when scanning
 
     try:
@@ -144,6 +151,29 @@ def _supported(path: Path) -> bool:
     except UnsupportedFile:
         return False
     return True
+
+
+_TEXT_PROBE: Final = 64 * 1024
+
+
+def _looks_like_text(path: Path) -> bool:
+    """Whether a file's first 64 KiB are UTF-8 text without NUL bytes (a renamed table or note, not an image)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_TEXT_PROBE)
+    except OSError:
+        return True  # let the scan report why it cannot read the file
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return len(head) == _TEXT_PROBE and exc.start >= len(head) - 4  # cut in the middle of a character
+    return True
+
+
+def _supported(path: Path) -> bool:
+    return _by_name(path) or _looks_like_text(path)
 
 
 def _files(item: Input) -> list[tuple[Path, str]]:

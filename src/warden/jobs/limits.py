@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from warden.errors import SandboxUnavailable
+
 __all__ = ["CGROUP_V1", "CGROUP_V2", "RLIMIT", "JobLimits", "create_limits"]
 
 CGROUP_V1 = "cgroup-v1"
@@ -257,6 +259,13 @@ def create_limits(
             limits.cgroups.append(cgroup)
             limits.mechanisms[controller] = cgroup.version
         else:
+            if controller == "pids" and os.geteuid() == 0:
+                limits.release()
+                raise SandboxUnavailable(
+                    "the pids limit needs a writable pids cgroup when Warden runs as root: the kernel exempts "
+                    "root from RLIMIT_NPROC, so the fallback would enforce nothing (run Warden as a service user, "
+                    "delegate a cgroup to it, or pass no pids limit)"
+                )
             limits.rlimits.append((fallback, value, value))
             limits.mechanisms[controller] = RLIMIT
     if cpu_seconds is not None:

@@ -46,6 +46,8 @@ DENIED: dict[str, tuple[str, ...]] = {
         "process_vm_readv",
         "process_vm_writev",
         "kcmp",
+        "pidfd_getfd",  # takes another process's file descriptors, what ptrace is refused for
+        "process_madvise",
     ),
     "changing the mount table or the root": (
         "mount",

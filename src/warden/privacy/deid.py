@@ -22,7 +22,7 @@ from warden.privacy.keys import DeidKey
 from warden.privacy.operators import Operator
 from warden.privacy.policy import Policy, TextSpec
 from warden.privacy.scan import DEFAULT_SAMPLE_ROWS, ScanReport, scan_file
-from warden.privacy.tables import DEFAULT_CHUNK_ROWS
+from warden.privacy.tables import DEFAULT_CHUNK_ROWS, Format
 from warden.privacy.text import TextAnalyzer
 from warden.privacy.textop import TextOperator
 
@@ -117,12 +117,22 @@ class Deidentifier:
         return out
 
     def scan(
-        self, path: Path, *, sample_rows: int = DEFAULT_SAMPLE_ROWS, progress: Progress | None = None
+        self,
+        path: Path,
+        *,
+        sample_rows: int = DEFAULT_SAMPLE_ROWS,
+        progress: Progress | None = None,
+        fmt: Format | None = None,
     ) -> ScanReport:
-        """Profile a file (see :func:`warden.privacy.scan.scan_file`)."""
+        """Profile a file (see :func:`warden.privacy.scan.scan_file`); ``fmt`` overrides the file name's format."""
         analyzer = self.analyzer()
         return scan_file(
-            path, analyzer.analyze_many, detectors=analyzer.versions(), sample_rows=sample_rows, progress=progress
+            path,
+            analyzer.analyze_many,
+            detectors=analyzer.versions(),
+            fmt=fmt,
+            sample_rows=sample_rows,
+            progress=progress,
         )
 
     def apply(
