@@ -34,6 +34,9 @@ def test_when_variables_and_overrides_are_given_then_overrides_win(monkeypatch: 
         ("WARDEN_HEADROOM", "-1", "headroom"),
         ("WARDEN_CACHE_SECONDS", "-0.5", "cache_seconds"),
         ("WARDEN_CACHE_SECONDS", "nan", "cache_seconds"),
+        ("WARDEN_JOB_IMAGE_ALLOWLIST", "registry.example/team/*", "job_image_allowlist"),
+        ("WARDEN_JOB_IMAGE_ALLOWLIST", '["registry.example/t@sha256:12"]', "job_image_allowlist"),
+        ("WARDEN_JOB_IMAGE_ALLOWLIST", '["registry.example/t:latest trainer"]', "job_image_allowlist"),
     ],
 )
 def test_when_a_variable_is_unknown_or_invalid_then_start_up_stops_naming_it(
@@ -58,3 +61,12 @@ def test_headroom_must_leave_a_shared_worker(monkeypatch: pytest.MonkeyPatch, wo
     monkeypatch.setenv("WARDEN_HEADROOM", str(headroom))
     with pytest.raises(InvalidArgument, match=r"headroom \(\d+\) must be below workers"):
         load_settings()
+
+
+def test_the_job_image_allow_list_is_a_json_list_of_repositories_or_pinned_images(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().job_image_allowlist == []
+    pinned = "registry.example/team/trainer@sha256:" + "a" * 64
+    monkeypatch.setenv("WARDEN_JOB_IMAGE_ALLOWLIST", f'["registry.example/team/*", "{pinned}"]')
+    assert load_settings().job_image_allowlist == ["registry.example/team/*", pinned]

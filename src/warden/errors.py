@@ -27,6 +27,7 @@ map codes to status codes and exit codes in one place each.
     │   └── EngineUnavailable      engine_unavailable
     ├── ApprovalRefused            approval_refused (+ reason, see ApprovalRefusal)
     ├── SandboxUnavailable         sandbox_unavailable
+    ├── ImageRefused               image_refused   (not pinned by digest, or not on the allow-list)
     ├── Refused                    (admission; carries retry_after seconds)
     │   ├── RateLimited            rate_limited
     │   ├── QuotaExceeded          quota_exceeded
@@ -230,6 +231,12 @@ class SandboxUnavailable(WardenError):
     """The job sandbox cannot run here (bwrap missing, user namespaces disabled, libseccomp missing)."""
 
     code = "sandbox_unavailable"
+
+
+class ImageRefused(WardenError):
+    """A job image that is not pinned by digest (``name@sha256:…``), or not on the configured allow-list."""
+
+    code = "image_refused"
 
 
 class Refused(WardenError):

@@ -12,14 +12,17 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, StringConstraints, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from warden.errors import InvalidArgument
 
 ENV_PREFIX = "WARDEN_"
 REPLICA_ID_PATTERN: Final = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})$"
 """A replica id: 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit (it names an audit stream)."""
+
+_ALLOWLIST_ENTRY: Final = r"^[A-Za-z0-9\[][^\s@]*(?:@sha256:[0-9a-f]{64})?$"
+"""A job image allow-list entry: a repository pattern, optionally pinned to one sha256 digest."""
 
 
 def default_replica_id() -> str:
@@ -129,6 +132,13 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `warden serve` listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `warden serve` listens on.")
+    # --- jobs (warden.jobs) ---
+    job_image_allowlist: list[Annotated[str, StringConstraints(pattern=_ALLOWLIST_ENTRY)]] = Field(
+        default=[],
+        description="Images `warden job run` may use (podman, docker, kubernetes backends), as a JSON list: "
+        "a pinned reference (name@sha256:<64 hex>) allows that digest, a repository pattern without digest "
+        "(registry.example/team/*) any digest of it; empty: any image pinned by digest.",
+    )
     # --- observability (warden.observability) ---
     metrics_public: bool = Field(
         default=False,
@@ -183,3 +193,5 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
         raise InvalidArgument(f"invalid settings: {problems}") from None
+    except SettingsError as exc:  # a list or mapping setting whose variable is not JSON
+        raise InvalidArgument(f"invalid settings: {exc}") from None

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.cli.conftest import Warden, one_error_line
-from warden.cli.jobs import parse_duration, parse_env, parse_size
+from warden.cli.jobs import parse_claims, parse_duration, parse_env, parse_size
 from warden.errors import InvalidArgument
+from warden.jobs.kubernetes import approval_label
 from warden.jobs.sandbox import BwrapSandbox
+from warden.policy import Profile, check_docker_run, check_text
 
 PYTHON = "/usr/bin/python3"
 needs_sandbox = pytest.mark.skipif(
@@ -108,3 +112,145 @@ def test_an_unknown_approval_is_one_error_line(warden: Warden, data: Path, tmp_p
     assert result.exit_code == 1
     assert one_error_line(result).startswith("warden: error: approval_refused: ")
     assert not (tmp_path / "out").exists()
+
+
+IMAGE = "registry.example/team/trainer:v2.9@sha256:" + "ab" * 32
+
+
+def runs_used(warden: Warden, approval: str) -> int:
+    with warden.services() as services:
+        return services.approvals.get(approval).runs_used
+
+
+def test_claim_pairs_and_their_mistakes() -> None:
+    assert parse_claims(["data=fraud-data", "labels=l"]) == {"data": "fraud-data", "labels": "l"}
+    for bad, needle in ((["data"], "NAME=CLAIM"), (["=c"], "NAME=CLAIM"), (["a=b", "a=c"], "given twice")):
+        with pytest.raises(InvalidArgument, match=needle):
+            parse_claims(bad)
+
+
+@pytest.mark.parametrize("engine", ["podman", "docker"])
+def test_a_container_dry_run_prints_a_command_that_passes_the_policy_check_and_spends_nothing(
+    warden: Warden, data: Path, tmp_path: Path, engine: str
+) -> None:
+    assert warden("init").exit_code == 0
+    approval = approve(warden, data)
+
+    result = warden(
+        "job", "run", "--approval", approval, "--input", f"{data}:data", "--output", tmp_path / "out",
+        "--backend", engine, "--image", IMAGE, "--dry-run", "--memory", "1G", "--pids", "64", "--cpus", "2",
+        "--cpu-seconds", "600", "--env", "EPOCHS=3", "--", "python", "/app/train.py",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    line = result.stdout.strip()
+    argv = shlex.split(line)
+    assert argv[:2] == [engine, "run"]
+    assert argv[-3:] == [IMAGE, "python", "/app/train.py"]
+    assert f"{data}:/input/data:ro" in argv
+    assert check_docker_run(line, Profile.RESTRICTED) == []
+    profile = Path(next(a for a in argv if a.startswith("seccomp=")).removeprefix("seccomp="))
+    assert json.loads(profile.read_text())["defaultAction"] == "SCMP_ACT_ALLOW"
+    assert not (tmp_path / "out").exists()
+    assert runs_used(warden, approval) == 0
+
+
+def test_a_container_dry_run_answers_json(warden: Warden, data: Path, tmp_path: Path) -> None:
+    result = warden(
+        "job", "run", "--approval", "apr_any", "--input", f"{data}:data", "--output", tmp_path / "out",
+        "--backend", "podman", "--image", IMAGE, "--dry-run", "--json", "--", "python", "train.py",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["backend"] == "podman"
+    assert answer["image"] == IMAGE
+    assert shlex.split(answer["command"]) == answer["argv"]
+
+
+def test_a_kubernetes_dry_run_writes_a_restricted_manifest_and_spends_nothing(
+    warden: Warden, data: Path, tmp_path: Path
+) -> None:
+    assert warden("init").exit_code == 0
+    approval = approve(warden, data)
+    out = tmp_path / "job.yaml"
+
+    result = warden(
+        "job", "run", "--approval", approval, "--input", f"{data}:data", "--backend", "kubernetes",
+        "--image", IMAGE, "--dry-run", "--manifest-out", out, "--claim", "data=fraud-data",
+        "--output-claim", "fraud-out", "--namespace", "training", "--timeout", "90m", "--", "python", "train.py",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+    manifest = yaml.safe_load(out.read_text())
+    assert manifest["metadata"]["namespace"] == "training"
+    assert manifest["spec"]["activeDeadlineSeconds"] == 5400
+    volumes = manifest["spec"]["template"]["spec"]["volumes"]
+    assert {"claimName": "fraud-data", "readOnly": True} in [v.get("persistentVolumeClaim") for v in volumes]
+    assert check_text(out.read_text(), str(out), Profile.RESTRICTED)[1] == []
+    assert runs_used(warden, approval) == 0
+
+
+def test_a_kubernetes_manifest_is_issued_under_the_approval_and_audited(
+    warden: Warden, data: Path, tmp_path: Path
+) -> None:
+    assert warden("init").exit_code == 0
+    approval = approve(warden, data)
+
+    result = warden(
+        "job", "run", "--approval", approval, "--input", f"{data}:data", "--backend", "kubernetes",
+        "--image", IMAGE, "--", "python", "train.py",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    manifest = yaml.safe_load(result.stdout)
+    assert manifest["metadata"]["labels"]["warden.io/approval"] == approval_label(approval)
+    assert manifest["metadata"]["annotations"]["warden.io/approval"] == approval
+    assert manifest["metadata"]["annotations"]["warden.io/purpose"] == "fraud model"
+    assert "kubectl apply -f -" in result.stderr
+    assert runs_used(warden, approval) == 1
+    events = warden.json("audit", "query", "--kind", "admin")
+    issued = [e["event"] for e in events if e["event"].get("action") == "job.manifest"]
+    assert len(issued) == 1
+    assert issued[0]["details"]["image"] == IMAGE
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        (["--backend", "podman"], "needs --image"),
+        (["--backend", "kubernetes"], "needs --image"),
+        (["--image", IMAGE], "--image applies to"),
+        (["--dry-run"], "--dry-run applies to"),
+        (["--backend", "docker", "--image", "pytorch_cuda:v2.9"], "image_refused: image 'pytorch_cuda:v2.9' is not"),
+        (["--backend", "podman", "--image", IMAGE, "--dry-run", "--output", "{out}"], "must be an empty directory"),
+    ],
+)
+def test_options_that_do_not_fit_are_one_error_line(
+    warden: Warden, data: Path, tmp_path: Path, options: list[str], needle: str
+) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    options = [o.replace("{out}", str(tmp_path / "full")) for o in options]
+    if "--output" not in options and "kubernetes" not in options:
+        options += ["--output", str(tmp_path / "out")]
+
+    result = warden("job", "run", "--approval", "apr_any", "--input", f"{data}:data", *options, "--", "true")
+
+    assert result.exit_code != 0
+    assert needle in one_error_line(result)
+
+
+def test_an_image_off_the_allow_list_is_refused_even_in_a_dry_run(
+    warden: Warden, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WARDEN_JOB_IMAGE_ALLOWLIST", '["registry.example/other/*"]')
+
+    result = warden(
+        "job", "run", "--approval", "apr_any", "--input", f"{data}:data", "--output", tmp_path / "out",
+        "--backend", "podman", "--image", IMAGE, "--dry-run", "--", "true",
+    )  # fmt: skip
+
+    assert result.exit_code == 1
+    assert "not on the job image allow-list" in one_error_line(result)

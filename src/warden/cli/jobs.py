@@ -3,11 +3,20 @@
 The job's stdout and stderr are streamed as it writes them (to stderr with ``--json``, so that stdout holds only
 the report) and kept in ``OUTPUT.job/`` with the manifest. The command exits with the job's own status, 124
 after a timeout; a refusal (approval, inputs, output directory, sandbox) is one error line and exit 1 or 2.
+
+``--backend podman|docker`` runs the same job in a container (``--image``, pinned by digest, required) and
+``--backend kubernetes`` issues a Job manifest instead of running anything (to ``--manifest-out`` or stdout): the
+approval's run is taken when the manifest is issued, and the inputs are PersistentVolumeClaims (``--claim``,
+``--output-claim``). ``--dry-run`` prints the container command (shell-quoted) or the manifest and exits 0
+without admission: it neither checks nor spends the approval, writes no output and audits nothing. Images must
+be on ``WARDEN_JOB_IMAGE_ALLOWLIST`` when that is set, dry run or not.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 import sys
 from collections.abc import Callable
 from enum import StrEnum
@@ -19,7 +28,20 @@ import typer
 from warden.cli.common import emit_json, opened, os_user
 from warden.errors import InvalidArgument
 from warden.jobs.admission import parse_input
-from warden.jobs.runner import JobReport, JobRequest, run_job
+from warden.jobs.containers import ContainerSandbox, Engine, quoted
+from warden.jobs.images import ImageRef, check_allowed, parse_image
+from warden.jobs.kubernetes import manifest_yaml
+from warden.jobs.runner import (
+    JobReport,
+    JobRequest,
+    KubernetesTarget,
+    check_output,
+    container_dry_run,
+    issue_manifest,
+    manifest_dry_run,
+    run_job,
+)
+from warden.services import Services
 
 job_app = typer.Typer(help="Run training jobs under an approval, in a sandbox without network or privileges.")
 
@@ -33,6 +55,9 @@ class Backend(StrEnum):
     """Where the job runs; ``bwrap`` (Debian's bubblewrap) needs no container engine."""
 
     BWRAP = "bwrap"
+    PODMAN = "podman"
+    DOCKER = "docker"
+    KUBERNETES = "kubernetes"
 
 
 def parse_size(option: str, text: str) -> int:
@@ -70,6 +95,37 @@ def parse_env(items: list[str]) -> dict[str, str]:
     return env
 
 
+def parse_claims(items: list[str]) -> dict[str, str]:
+    """``NAME=CLAIM`` pairs: the PersistentVolumeClaim holding the input named NAME."""
+    claims: dict[str, str] = {}
+    for item in items:
+        name, equals, claim = item.partition("=")
+        if not equals or not name or not claim:
+            raise InvalidArgument(f"--claim {item!r}: use NAME=CLAIM")
+        if name in claims:
+            raise InvalidArgument(f"--claim {name} is given twice")
+        claims[name] = claim
+    return claims
+
+
+def _check_options(backend: Backend, image: str | None, dry_run: bool, output: Path | None) -> None:
+    """Refuse options that do not fit the backend, before anything is opened."""
+    if backend is Backend.BWRAP:
+        for given, option in ((image, "--image"), (dry_run or None, "--dry-run")):
+            if given is not None:
+                raise InvalidArgument(f"{option} applies to the podman, docker and kubernetes backends")
+    elif image is None:
+        raise InvalidArgument(f"the {backend.value} backend needs --image NAME@sha256:<digest>")
+    if backend is not Backend.KUBERNETES and output is None:
+        raise InvalidArgument(f"the {backend.value} backend needs --output DIR")
+
+
+def _image(services: Services, reference: str) -> ImageRef:
+    image = parse_image(reference)
+    check_allowed(image, services.settings.job_image_allowlist)
+    return image
+
+
 def _stream(to_stderr: bool) -> Callable[[bytes], None]:
     target = sys.stderr.buffer if to_stderr else sys.stdout.buffer
 
@@ -88,8 +144,26 @@ def run(
     inputs: Annotated[
         list[str], typer.Option("--input", metavar="PATH[:NAME]", help="Approved input, read-only at /input/NAME.")
     ],
-    output: Annotated[Path, typer.Option("--output", help="Empty directory, the job's only writable place.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Empty directory, the job's only writable place (not kubernetes).")
+    ] = None,
     backend: Annotated[Backend, typer.Option(help="Sandbox backend.")] = Backend.BWRAP,
+    image: Annotated[
+        str | None, typer.Option(metavar="NAME@sha256:DIGEST", help="Image (podman, docker, kubernetes).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the command or manifest; no admission, nothing run.")
+    ] = False,
+    manifest_out: Annotated[
+        Path | None, typer.Option("--manifest-out", help="Write the kubernetes manifest here (default stdout).")
+    ] = None,
+    cpus: Annotated[float | None, typer.Option(min=0.001, help="CPU share (podman, docker; kubernetes: 1).")] = None,
+    claims: Annotated[
+        list[str] | None,
+        typer.Option("--claim", metavar="NAME=CLAIM", help="Kubernetes: the claim holding input NAME."),
+    ] = None,
+    output_claim: Annotated[str, typer.Option(help="Kubernetes: the claim mounted at /output.")] = "warden-output",
+    namespace: Annotated[str | None, typer.Option(help="Kubernetes: the Job's namespace.")] = None,
     memory: Annotated[str, typer.Option(help="Memory limit (2G, 512M).")] = "2G",
     pids: Annotated[int, typer.Option(min=1, help="Most processes and threads at once.")] = 256,
     cpu_seconds: Annotated[int | None, typer.Option(min=1, help="CPU time limit in seconds.")] = None,
@@ -100,12 +174,12 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's manifest as JSON on stdout.")] = False,
 ) -> None:
     """Run CMD under an approval: inputs read-only, no network, no privileges, limits, everything audited."""
-    del backend  # one backend so far; the option names it so that scripts stay valid as others arrive
     with opened(ctx) as services:
+        _check_options(backend, image, dry_run, output)
         request = JobRequest(
             approval_id=approval,
             inputs=[parse_input(item) for item in inputs],
-            output_dir=output,
+            output_dir=output or Path("/output"),
             command=command,
             env=parse_env(env or []),
             memory_bytes=parse_size("--memory", memory),
@@ -113,11 +187,42 @@ def run(
             cpu_seconds=cpu_seconds,
             timeout_seconds=parse_duration("--timeout", timeout),
         )
+        ref = _image(services, image) if image is not None else None
+        if backend is Backend.KUBERNETES and ref is not None:
+            target = KubernetesTarget(
+                name=f"warden-job-{secrets.token_hex(6)}",
+                output_claim=output_claim,
+                claims=parse_claims(claims or []),
+                namespace=namespace,
+                cpus=cpus or 1.0,
+            )
+            if dry_run:
+                manifest = manifest_dry_run(request, ref, target)
+            else:
+                manifest = issue_manifest(
+                    request, ref, target, approvals=services.approvals, audit=services.audit, actor=os_user()
+                )
+            _emit_manifest(manifest, manifest_out, as_json=as_json, issued=not dry_run)
+            return
+        if ref is not None and dry_run:
+            check_output(request.output_dir)
+            argv = container_dry_run(
+                request, Engine(backend.value), ref, services.settings.data_dir / "seccomp", cpus=cpus
+            )
+            if as_json:
+                emit_json({"backend": backend.value, "image": ref.pinned, "argv": argv, "command": quoted(argv)})
+            else:
+                typer.echo(quoted(argv))
+            return
+        sandbox = None
+        if ref is not None:
+            sandbox = ContainerSandbox(Engine(backend.value), ref, services.settings.data_dir / "seccomp", cpus=cpus)
         report: JobReport = run_job(
             request,
             approvals=services.approvals,
             audit=services.audit,
             actor=os_user(),
+            sandbox=sandbox,
             stdout=_stream(as_json),
             stderr=_stream(True),
         )
@@ -128,3 +233,15 @@ def run(
         typer.echo(f"{ended}; record in {report.record_dir}", err=True)
     if report.exit_status:
         raise typer.Exit(report.exit_status)
+
+
+def _emit_manifest(manifest: dict[str, object], path: Path | None, *, as_json: bool, issued: bool) -> None:
+    """Write the manifest to ``path`` (YAML, or JSON with ``--json``) or print it on stdout."""
+    text = json.dumps(manifest, indent=2) + "\n" if as_json else manifest_yaml(manifest)
+    if path is None:
+        typer.echo(text, nl=False)
+    else:
+        path.write_text(text, encoding="utf-8")
+    if issued:
+        where = str(path) if path is not None else "-"
+        typer.echo(f"warden: job manifest issued; apply it with: kubectl apply -f {where}", err=True)

@@ -6,6 +6,13 @@ every output file) goes beside it, in ``OUTPUT.job/``, outside the job's reach, 
 record. Two audit events frame the run: ``job.start`` once admission took a run (so a crash mid-job still leaves
 a trace) and ``job.end`` with the exit status and the outputs' hashes. Inputs are hashed again after the run;
 one that changed while it ran (after admission checked it) fails the run loudly.
+
+The sandbox is bwrap by default, or a :class:`~warden.jobs.containers.ContainerSandbox` (podman, docker) running
+the same spec in a container pinned by digest; the manifest and the audit events name the backend and the image.
+The ``kubernetes`` backend runs nothing here: :func:`issue_manifest` admits the job (taking one run of the
+approval, as a run does), audits ``job.manifest`` and returns the Job manifest for the cluster to run.
+:func:`container_dry_run` and :func:`manifest_dry_run` build the same command or manifest without admission: a
+dry run neither checks nor spends the approval, writes no output, and audits nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +29,16 @@ from warden.audit import AuditEvent, AuditLog
 from warden.errors import InvalidArgument, SandboxUnavailable, WardenError
 from warden.jobs.admission import Admission, Input, Scan, admit
 from warden.jobs.approvals import ApprovalService, content_sha256
+from warden.jobs.containers import (
+    ContainerJob,
+    ContainerSandbox,
+    Engine,
+    build_command,
+    rootless_podman,
+    write_seccomp_profile,
+)
+from warden.jobs.images import ImageRef
+from warden.jobs.kubernetes import KubernetesInput, KubernetesJob, build_manifest, manifest_yaml
 from warden.jobs.sandbox import BwrapSandbox, SandboxResult, SandboxSpec, Sink
 
 RECORD_SUFFIX: Final = ".job"
@@ -69,6 +86,8 @@ class JobReport:
     outputs: list[OutputFile]
     record_dir: Path
     actor: str
+    backend: str = "bwrap"
+    image: str | None = None
 
     @property
     def exit_status(self) -> int:
@@ -97,7 +116,8 @@ class JobReport:
             "purpose": approval.purpose,
             "inputs": [{"name": i.name, "sha256": i.sha256} for i in self.admission.inputs],
             "not_scanned": self.admission.not_scanned,
-            "backend": "bwrap",
+            "backend": self.backend,
+            "image": self.image,
             "argv": list(self.result.argv),
             "limits": dict(self.result.limits),
             "started": self.result.started.isoformat(),
@@ -144,7 +164,7 @@ def run_job(
     approvals: ApprovalService,
     audit: AuditLog,
     actor: str,
-    sandbox: BwrapSandbox | None = None,
+    sandbox: BwrapSandbox | ContainerSandbox | None = None,
     scan: Scan | None = None,
     stdout: Sink | None = None,
     stderr: Sink | None = None,
@@ -152,7 +172,7 @@ def run_job(
     """Admit, run and record one job; raises ``ApprovalRefused`` (nothing run) or ``InputChanged`` (after the run)."""
     box = sandbox or BwrapSandbox()
     if not box.available():
-        raise SandboxUnavailable(f"the bwrap sandbox cannot run here: {box.unavailable_reason()}")
+        raise SandboxUnavailable(f"the {_backend(box)} sandbox cannot run here: {box.unavailable_reason()}")
     check_output(request.output_dir)  # before admission, so a mistake here never spends one of the approval's runs
     admission = admit(approvals, request.approval_id, list(request.inputs), scan=scan)
     record = prepare_output(request.output_dir)
@@ -167,10 +187,12 @@ def run_job(
         timeout_seconds=request.timeout_seconds,
         extra_ro_paths=list(request.extra_ro_paths),
     )
-    _record(audit, "job.start", admission, actor, {"command": _json(spec.command), "limits": _json(_limits(request))})
+    backend, image = _backend(box), _image(box)
+    started = {"command": _json(spec.command), "limits": _json(_limits(request)), "backend": backend, "image": image}
+    _record(audit, "job.start", admission, actor, started)
     with (record / "stdout.log").open("wb") as out_log, (record / "stderr.log").open("wb") as err_log:
         result = box.run(spec, _tee(out_log.write, stdout), _tee(err_log.write, stderr))
-    report = JobReport(admission, result, hash_outputs(request.output_dir), record, actor)
+    report = JobReport(admission, result, hash_outputs(request.output_dir), record, actor, backend, image)
     (record / "manifest.json").write_text(json.dumps(report.manifest(), indent=2) + "\n", encoding="utf-8")
     changed = [i.name for i in admission.inputs if content_sha256(i.path) != i.sha256]
     outputs_sha256 = hashlib.sha256((record / "manifest.json").read_bytes()).hexdigest()
@@ -189,11 +211,119 @@ def run_job(
             "outputs": len(report.outputs),
             "manifest_sha256": outputs_sha256,
             "inputs_changed": ",".join(changed) or None,
+            "backend": backend,
         },
     )
     if changed:
         raise InputChanged(f"input {', '.join(changed)} changed while the job ran; its outputs prove nothing about it")
     return report
+
+
+def _backend(box: BwrapSandbox | ContainerSandbox) -> str:
+    return box.engine.value if isinstance(box, ContainerSandbox) else "bwrap"
+
+
+def _image(box: BwrapSandbox | ContainerSandbox) -> str | None:
+    return box.image.pinned if isinstance(box, ContainerSandbox) else None
+
+
+def container_dry_run(
+    request: JobRequest, engine: Engine, image: ImageRef, seccomp_dir: Path, *, cpus: float | None = None
+) -> list[str]:
+    """The ``{engine} run`` argv a run of ``request`` would use; writes only the seccomp profile, admits nothing."""
+    job = ContainerJob(
+        engine=engine,
+        image=image,
+        command=list(request.command),
+        output_dir=request.output_dir.absolute(),
+        seccomp_profile=write_seccomp_profile(seccomp_dir),
+        inputs=[(i.path.absolute(), i.name) for i in request.inputs],
+        env=dict(request.env),
+        memory_bytes=request.memory_bytes,
+        pids=request.pids,
+        cpu_seconds=request.cpu_seconds,
+        cpus=cpus,
+        keep_id=rootless_podman(engine),
+    )
+    return build_command(job)
+
+
+@dataclass(frozen=True)
+class KubernetesTarget:
+    """Where a Kubernetes job runs: its name and namespace, the claims holding its data, its CPU share, its TTL.
+
+    ``claims`` maps an input's name to the PersistentVolumeClaim holding it (default: a claim of the same name).
+    """
+
+    name: str
+    output_claim: str
+    claims: Mapping[str, str] = field(default_factory=dict)
+    namespace: str | None = None
+    cpus: float = 1.0
+    ttl_seconds: int = 86400
+
+
+def _kubernetes_job(
+    request: JobRequest,
+    image: ImageRef,
+    target: KubernetesTarget,
+    *,
+    approval_id: str,
+    purpose: str,
+    hashes: list[tuple[str, str]],
+) -> KubernetesJob:
+    unknown = sorted(set(target.claims) - {name for name, _ in hashes})
+    if unknown:
+        raise InvalidArgument(f"--claim names no input: {', '.join(unknown)}")
+    return KubernetesJob(
+        name=target.name,
+        image=image,
+        command=list(request.command),
+        approval_id=approval_id,
+        purpose=purpose,
+        output_claim=target.output_claim,
+        inputs=[KubernetesInput(name, digest, target.claims.get(name, name)) for name, digest in hashes],
+        env=dict(request.env),
+        namespace=target.namespace,
+        memory_bytes=request.memory_bytes or 2 * 1024**3,
+        cpus=target.cpus,
+        timeout_seconds=request.timeout_seconds or 3600.0,
+        ttl_seconds=target.ttl_seconds,
+    )
+
+
+def manifest_dry_run(request: JobRequest, image: ImageRef, target: KubernetesTarget) -> dict[str, Any]:
+    """The Job manifest a run of ``request`` would issue, with the inputs' hashes; neither checks nor admits."""
+    hashes = [(i.name, content_sha256(i.path)) for i in request.inputs]
+    purpose = "(dry run: approval not checked)"
+    job = _kubernetes_job(request, image, target, approval_id=request.approval_id, purpose=purpose, hashes=hashes)
+    return build_manifest(job)
+
+
+def issue_manifest(
+    request: JobRequest,
+    image: ImageRef,
+    target: KubernetesTarget,
+    *,
+    approvals: ApprovalService,
+    audit: AuditLog,
+    actor: str,
+    scan: Scan | None = None,
+) -> dict[str, Any]:
+    """Admit ``request`` (taking one run of its approval), audit ``job.manifest`` and return the Job manifest.
+
+    Warden does not apply the manifest: the caller hands it to the cluster (``kubectl apply -f``).
+    """
+    admission = admit(approvals, request.approval_id, list(request.inputs), scan=scan)
+    hashes = [(i.name, i.sha256) for i in admission.inputs]
+    job = _kubernetes_job(
+        request, image, target, approval_id=admission.approval.id, purpose=admission.purpose, hashes=hashes
+    )
+    manifest = build_manifest(job)
+    digest = hashlib.sha256(manifest_yaml(manifest).encode()).hexdigest()
+    details = {"backend": "kubernetes", "image": image.pinned, "job": target.name, "manifest_sha256": digest}
+    _record(audit, "job.manifest", admission, actor, {**details, "command": _json(list(request.command))})
+    return manifest
 
 
 def _limits(request: JobRequest) -> dict[str, Any]:
@@ -220,7 +350,7 @@ def _record(audit: AuditLog, action: str, admission: Admission, actor: str, deta
             "os_user": actor,
             "purpose": admission.purpose[:_AUDIT_VALUE_CHARS],
             "inputs": inputs[:_AUDIT_VALUE_CHARS],
-            "backend": "bwrap",
+            "backend": "bwrap",  # overridden by the caller's details for other backends
             **details,
         },
     )

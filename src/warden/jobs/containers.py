@@ -1,0 +1,315 @@
+"""The ``podman`` and ``docker`` job backends: the bwrap sandbox's rules as one ``{engine} run`` command.
+
+:func:`build_command` turns a :class:`ContainerJob` into the argv::
+
+    {engine} run --rm --name NAME --network none --cap-drop ALL --security-opt no-new-privileges
+      --security-opt seccomp=PROFILE.json --read-only --tmpfs /tmp:rw,noexec,nosuid,size=N --user 65534:65534
+      --memory N --memory-swap N --pids-limit N [--cpus C] [--ulimit cpu=S:S]
+      -v HOST:/input/NAME:ro ... -v OUTPUT:/output:rw --workdir /output -e K=V ... IMAGE@sha256:... CMD...
+
+``--memory-swap`` equal to ``--memory`` means no swap beyond the limit. The seccomp profile is the denylist of
+:mod:`warden.jobs.seccomp` written in the engines' JSON format by :func:`seccomp_profile` (default allow, the
+denied calls answered ``EPERM``, ``socket`` refused unless its family is ``AF_UNIX``, namespace flags of ``clone``
+refused, ``clone3``/``openat2`` answered ``ENOSYS``, set-id modes refused, only the native architecture listed so
+foreign system-call tables are refused by the runtime). It replaces the engine's own default profile, which
+allows less in some places (``personality`` arguments, for instance) and more in others (any socket family);
+Warden chooses its own so that every backend refuses the same calls. The wall-clock timeout is Warden's: the
+engines have none, so :class:`ContainerSandbox` stops the container with ``{engine} kill`` at the deadline.
+
+The job's uid must be able to write ``/output``. Rootless podman maps the calling user to the job's uid
+(``--userns keep-id:uid=U,gid=G``, podman 4.3 or later), so the outputs belong to the caller. Warden running as
+root hands the output directory to the job's uid and gid before the run. A non-root caller of docker cannot, so
+the output directory is opened to everyone (mode 0777) for the run: keep its parent directory private.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import socket
+import subprocess
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final
+
+from warden.errors import InvalidArgument, SandboxUnavailable
+from warden.jobs import seccomp
+from warden.jobs.images import ImageRef, check_allowed
+from warden.jobs.sandbox import DEFAULT_ENV, SandboxResult, SandboxSpec, Sink
+
+__all__ = [
+    "ContainerJob",
+    "ContainerSandbox",
+    "Engine",
+    "build_command",
+    "prepare_output_dir",
+    "quoted",
+    "rootless_podman",
+    "seccomp_profile",
+    "write_seccomp_profile",
+]
+
+_ARCHITECTURES: Final = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64", "arm64": "SCMP_ARCH_AARCH64"}
+_KILL_GRACE_SECONDS: Final = 10.0
+_SIGKILLED: Final = 128 + 9
+
+
+class Engine(StrEnum):
+    """The container engines Warden can drive; both take the same ``run`` options."""
+
+    PODMAN = "podman"
+    DOCKER = "docker"
+
+
+def _errno_rule(names: Sequence[str], code: int, args: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    rule: dict[str, Any] = {"names": list(names), "action": "SCMP_ACT_ERRNO", "errnoRet": code}
+    if args:
+        rule["args"] = list(args)
+    return rule
+
+
+def _masked(index: int, bit: int) -> dict[str, Any]:
+    return {"index": index, "value": bit, "valueTwo": bit, "op": "SCMP_CMP_MASKED_EQ"}
+
+
+def seccomp_profile(machine: str | None = None) -> dict[str, Any]:
+    """The sandbox's seccomp denylist in the docker/OCI JSON format, for ``--security-opt seccomp=FILE``.
+
+    Argument conditions within one rule are all required (AND), so each flag or bit that is refused gets its own
+    rule. ``machine`` (``platform.machine()`` by default) picks the one architecture listed.
+    """
+    arch = _ARCHITECTURES.get((machine or platform.machine()).lower())
+    if arch is None:
+        raise SandboxUnavailable(f"no seccomp architecture known for {machine or platform.machine()}")
+    rules = [_errno_rule([name for names in seccomp.DENIED.values() for name in names], errno.EPERM)]
+    rules.append(_errno_rule(["socket"], errno.EPERM, [{"index": 0, "value": socket.AF_UNIX, "op": "SCMP_CMP_NE"}]))
+    rules += [
+        _errno_rule(["clone"], errno.EPERM, [_masked(0, flag)]) for flag in seccomp.CLONE_NAMESPACE_FLAGS.values()
+    ]
+    rules.append(_errno_rule(sorted(seccomp.NOT_IMPLEMENTED), errno.ENOSYS))
+    for name, position in seccomp.SET_ID_MODE_ARGUMENT.items():
+        rules += [_errno_rule([name], errno.EPERM, [_masked(position, bit)]) for bit in (0o4000, 0o2000)]
+    return {"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch], "syscalls": rules}
+
+
+def write_seccomp_profile(directory: Path) -> Path:
+    """Write the profile to ``directory/warden-seccomp-<sha256 prefix>.json`` (named by content) and return it."""
+    text = json.dumps(seccomp_profile(), indent=2, sort_keys=True) + "\n"
+    path = directory / f"warden-seccomp-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    directory.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class ContainerJob:
+    """One job for a container engine: the image, the command, its inputs, output, environment and limits.
+
+    Host paths are made absolute; nothing is required to exist, so a dry run can print the command before any
+    directory is made. ``environment`` is the job's whole environment (``DEFAULT_ENV`` and the job's own).
+    """
+
+    engine: Engine
+    image: ImageRef
+    command: Sequence[str]
+    output_dir: Path
+    seccomp_profile: Path
+    inputs: Sequence[tuple[Path, str]] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    memory_bytes: int | None = 2 * 1024**3
+    pids: int | None = 256
+    cpu_seconds: int | None = None
+    cpus: float | None = None
+    tmp_bytes: int = 256 * 1024**2
+    uid: int = 65534
+    gid: int = 65534
+    name: str = field(default_factory=lambda: f"warden-job-{uuid.uuid4().hex[:12]}")
+    keep_id: bool = False
+    """Podman only: map the calling user to the job's uid and gid (``--userns keep-id``), for rootless podman."""
+
+    def __post_init__(self) -> None:
+        if not self.command:
+            raise InvalidArgument("the job needs a command")
+        if self.uid <= 0 or self.gid <= 0:
+            raise InvalidArgument("the job must run as an unprivileged uid and gid, not 0")
+        for name, limit in (("memory", self.memory_bytes), ("pids", self.pids), ("cpu seconds", self.cpu_seconds)):
+            if limit is not None and limit <= 0:
+                raise InvalidArgument(f"the {name} limit must be positive")
+        if self.cpus is not None and self.cpus <= 0:
+            raise InvalidArgument("--cpus must be positive")
+        for host, _ in (*self.inputs, (self.output_dir, "output")):
+            if any(character in str(host) for character in ":,\0"):
+                raise InvalidArgument(f"the host path {host} cannot be mounted: it holds ':' or ','")
+
+    @classmethod
+    def from_spec(cls, spec: SandboxSpec, engine: Engine, image: ImageRef, profile: Path, **extra: Any) -> ContainerJob:
+        """The container equivalent of a bwrap ``SandboxSpec`` (the runtime paths do not apply: the image has them)."""
+        return cls(
+            engine=engine,
+            image=image,
+            command=list(spec.command),
+            output_dir=spec.output_dir,
+            seccomp_profile=profile,
+            inputs=list(spec.inputs),
+            env=dict(spec.env),
+            memory_bytes=spec.memory_bytes,
+            pids=spec.pids,
+            cpu_seconds=spec.cpu_seconds,
+            tmp_bytes=spec.tmp_bytes,
+            uid=spec.uid,
+            gid=spec.gid,
+            keep_id=rootless_podman(engine),
+            **extra,
+        )
+
+
+def rootless_podman(engine: Engine) -> bool:
+    """Whether ``engine`` is podman run by a user other than root (then the caller is mapped to the job's uid)."""
+    return engine is Engine.PODMAN and os.geteuid() != 0
+
+
+def prepare_output_dir(job: ContainerJob) -> None:
+    """Let the job's uid write the output directory: hand it over as root, open it to all for non-root docker."""
+    if job.keep_id and job.engine is Engine.PODMAN:
+        return
+    if os.geteuid() == 0:
+        os.chown(job.output_dir, job.uid, job.gid)
+    else:
+        job.output_dir.chmod(0o777)  # the job's uid is no one on the host; see the module docstring
+
+
+def build_command(job: ContainerJob, executable: str | None = None) -> list[str]:
+    """The exact ``{engine} run`` argv for ``job`` (``executable`` defaults to the engine's name)."""
+    argv = [executable or job.engine.value, "run", "--rm", "--name", job.name, "--network", "none"]
+    argv += ["--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
+    argv += ["--security-opt", f"seccomp={Path(job.seccomp_profile).absolute()}", "--read-only"]
+    argv += ["--tmpfs", f"/tmp:rw,noexec,nosuid,nodev,size={job.tmp_bytes}"]  # noqa: S108 - the container's own
+    argv += ["--user", f"{job.uid}:{job.gid}"]
+    if job.keep_id and job.engine is Engine.PODMAN:
+        argv += ["--userns", f"keep-id:uid={job.uid},gid={job.gid}"]
+    if job.memory_bytes is not None:
+        argv += ["--memory", str(job.memory_bytes), "--memory-swap", str(job.memory_bytes)]
+    if job.pids is not None:
+        argv += ["--pids-limit", str(job.pids)]
+    if job.cpus is not None:
+        argv += ["--cpus", f"{job.cpus:g}"]
+    if job.cpu_seconds is not None:
+        argv += ["--ulimit", f"cpu={job.cpu_seconds}:{job.cpu_seconds}"]
+    for host, name in job.inputs:
+        argv += ["--volume", f"{Path(host).absolute()}:/input/{name}:ro"]
+    argv += ["--volume", f"{Path(job.output_dir).absolute()}:/output:rw", "--workdir", "/output"]
+    for key, value in {**DEFAULT_ENV, **job.env}.items():
+        argv += ["--env", f"{key}={value}"]
+    return [*argv, job.image.pinned, *job.command]
+
+
+def quoted(argv: Sequence[str]) -> str:
+    """The argv as one shell-quoted line: what ``--dry-run`` prints and ``policy check --docker-run`` reads."""
+    return shlex.join(argv)
+
+
+class ContainerSandbox:
+    """Runs a ``SandboxSpec`` in a podman or docker container built by :func:`build_command`.
+
+    ``seccomp_dir`` is where the seccomp profile is written (Warden's data directory); ``executable`` overrides
+    the engine found on PATH; an image that ``allowlist`` (non-empty) does not allow raises ``ImageRefused``.
+    """
+
+    def __init__(self, engine: Engine, image: ImageRef, seccomp_dir: Path, *, cpus: float | None = None,
+                 executable: str | None = None, allowlist: Sequence[str] = ()) -> None:  # fmt: skip
+        check_allowed(image, allowlist)
+        self.engine = engine
+        self.image = image
+        self._seccomp_dir = seccomp_dir
+        self._cpus = cpus
+        self._executable = executable or shutil.which(engine.value)
+
+    def unavailable_reason(self) -> str | None:
+        """None when the engine is on PATH and answers ``{engine} info``; otherwise a sentence saying why not."""
+        if self._executable is None:
+            return f"{self.engine.value} not found on PATH: install it, or use --dry-run to print the command"
+        return _probe(self._executable)
+
+    def available(self) -> bool:
+        """Whether the engine's executable is present."""
+        return self.unavailable_reason() is None
+
+    def job(self, spec: SandboxSpec) -> ContainerJob:
+        """The container job for ``spec``, with the seccomp profile written."""
+        profile = write_seccomp_profile(self._seccomp_dir)
+        return ContainerJob.from_spec(spec, self.engine, self.image, profile, cpus=self._cpus)
+
+    def run(self, spec: SandboxSpec, stdout_sink: Sink, stderr_sink: Sink) -> SandboxResult:
+        """Run the job to its end (or its timeout), streaming its output to the sinks."""
+        if self._executable is None:
+            raise SandboxUnavailable(str(self.unavailable_reason()))
+        job = self.job(spec)
+        prepare_output_dir(job)
+        argv = build_command(job, self._executable)
+        started = datetime.now(UTC)
+        process = subprocess.Popen(  # noqa: S603 - argv built from a validated spec
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
+        pumps = [
+            threading.Thread(target=_pump, args=(stream, sink), daemon=True)
+            for stream, sink in ((process.stdout, stdout_sink), (process.stderr, stderr_sink))
+        ]
+        for pump in pumps:
+            pump.start()
+        timed_out = False
+        try:
+            process.wait(timeout=spec.timeout_seconds)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            subprocess.run([self._executable, "kill", job.name], capture_output=True, check=False, timeout=30)  # noqa: S603
+            try:
+                process.wait(timeout=_KILL_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for pump in pumps:
+            pump.join(timeout=_KILL_GRACE_SECONDS)
+        returncode = process.returncode
+        signal_number = returncode - 128 if returncode > 128 else None  # the engines report signal N as 128 + N
+        return SandboxResult(
+            argv=tuple(argv),
+            exit_code=returncode if returncode >= 0 else None,
+            signal=signal_number if returncode >= 0 else -returncode,
+            timed_out=timed_out,
+            oom_killed=returncode == _SIGKILLED and not timed_out,  # the OOM killer's SIGKILL
+            started=started,
+            ended=datetime.now(UTC),
+            limits=MappingProxyType({"memory": job.engine.value, "pids": job.engine.value, "cpu": job.engine.value}),
+        )
+
+
+@functools.cache
+def _probe(executable: str) -> str | None:
+    """None when ``executable info`` succeeds (a docker client with no daemon fails it); otherwise why not."""
+    try:
+        done = subprocess.run([executable, "info"], capture_output=True, timeout=30, check=False)  # noqa: S603
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{executable} could not run: {exc}"
+    if done.returncode != 0:
+        lines = done.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {done.returncode}"]
+        return f"{executable} info failed: {lines[-1]}"
+    return None
+
+
+def _pump(stream: Any, sink: Sink) -> None:
+    with stream:
+        while chunk := stream.read1(65536):
+            sink(chunk)

@@ -1,0 +1,191 @@
+"""The ``kubernetes`` job backend: the job as a ``batch/v1`` Job manifest that passes Pod Security "restricted".
+
+:func:`build_manifest` turns a :class:`KubernetesJob` into a Job that runs once (``restartPolicy: Never``,
+``backoffLimit: 0``), is stopped at the timeout (``activeDeadlineSeconds``) and removed a while after it ends
+(``ttlSecondsAfterFinished``). Its pod mounts no service-account token, runs as an unprivileged uid and gid with
+the runtime's default seccomp profile, and its one container has every capability dropped, no privilege
+escalation, a read-only root filesystem and requests equal to its limits (memory, cpu, ephemeral storage).
+
+Host paths are forbidden by the restricted profile, so data reaches the pod through PersistentVolumeClaims: each
+approved input ``NAME`` is the claim given for it (by default a claim called ``NAME``), mounted read-only at
+``/input/NAME``; the output is a claim mounted at ``/output``; ``/tmp`` is a size-limited ``emptyDir``. Warden
+hashes the inputs it admits on this machine; it cannot see into a claim, so the manifest carries the approval id,
+the purpose and the inputs' sha256 as annotations, for the cluster side to check and to audit, and the approval as
+a label for selection (``kubectl get jobs -l warden.io/approval=…``): the id itself, or, for an id a label value
+cannot hold (one ending in ``-`` or ``_``), ``sha256-`` and the first 32 hex digits of its sha256
+(:func:`approval_label`).
+
+What Kubernetes cannot say in a pod, and the bwrap and container backends enforce: a pids limit (the kubelet's
+``podPidsLimit`` sets it node-wide), a CPU-seconds limit, and Warden's own seccomp denylist (the pod uses
+``RuntimeDefault``; a ``Localhost`` profile would need the file on every node). No network is the namespace's
+NetworkPolicy's job: apply a deny-all policy to the namespace the Job runs in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import yaml
+
+from warden.errors import InvalidArgument
+from warden.jobs.images import ImageRef
+from warden.jobs.sandbox import DEFAULT_ENV
+
+__all__ = [
+    "APPROVAL_ANNOTATION",
+    "APPROVAL_LABEL",
+    "INPUTS_ANNOTATION",
+    "PURPOSE_ANNOTATION",
+    "KubernetesInput",
+    "KubernetesJob",
+    "approval_label",
+    "build_manifest",
+    "manifest_yaml",
+]
+
+APPROVAL_LABEL: Final = "warden.io/approval"
+APPROVAL_ANNOTATION: Final = "warden.io/approval"
+PURPOSE_ANNOTATION: Final = "warden.io/purpose"
+INPUTS_ANNOTATION: Final = "warden.io/inputs"
+_DNS_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN: Final = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?")
+_LABEL_VALUE: Final = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?")
+
+
+@dataclass(frozen=True)
+class KubernetesInput:
+    """One approved input: its name (mount point ``/input/NAME``), its sha256, and the claim that holds it."""
+
+    name: str
+    sha256: str
+    claim: str
+
+
+@dataclass(frozen=True)
+class KubernetesJob:
+    """One job for Kubernetes. ``name`` is the Job's name; ``cpus`` its CPU request and limit."""
+
+    name: str
+    image: ImageRef
+    command: Sequence[str]
+    approval_id: str
+    purpose: str
+    output_claim: str
+    inputs: Sequence[KubernetesInput] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    namespace: str | None = None
+    memory_bytes: int = 2 * 1024**3
+    cpus: float = 1.0
+    tmp_bytes: int = 256 * 1024**2
+    timeout_seconds: float = 3600.0
+    ttl_seconds: int = 86400
+    uid: int = 65534
+    gid: int = 65534
+
+    def __post_init__(self) -> None:
+        if not _DNS_LABEL.fullmatch(self.name) or len(self.name) > 52:  # room for the pod name suffix
+            raise InvalidArgument(f"job name {self.name!r} must be a DNS label of at most 52 characters")
+        if self.namespace is not None and not _DNS_LABEL.fullmatch(self.namespace):
+            raise InvalidArgument(f"namespace {self.namespace!r} is not a DNS label")
+        for claim in (self.output_claim, *(i.claim for i in self.inputs)):
+            if not _DNS_SUBDOMAIN.fullmatch(claim):
+                raise InvalidArgument(f"claim name {claim!r} is not a valid PersistentVolumeClaim name")
+        if not self.approval_id:
+            raise InvalidArgument("the job needs an approval id")
+        if not self.command:
+            raise InvalidArgument("the job needs a command")
+        if self.uid <= 0 or self.gid <= 0:
+            raise InvalidArgument("the job must run as an unprivileged uid and gid, not 0")
+        if min(self.memory_bytes, self.cpus, self.tmp_bytes, self.timeout_seconds, self.ttl_seconds) <= 0:
+            raise InvalidArgument("memory, cpus, /tmp size, timeout and ttl must be positive")
+
+
+def approval_label(approval_id: str) -> str:
+    """The label value naming an approval: its id when a label value can hold it, else ``sha256-`` and a hash."""
+    if _LABEL_VALUE.fullmatch(approval_id):  # at most 63 characters, alphanumeric at both ends
+        return approval_id
+    return "sha256-" + hashlib.sha256(approval_id.encode()).hexdigest()[:32]
+
+
+def build_manifest(job: KubernetesJob) -> dict[str, Any]:
+    """The Job manifest for ``job``, as a mapping ready for YAML or JSON."""
+    resources = {
+        "memory": str(job.memory_bytes),
+        "cpu": f"{round(job.cpus * 1000)}m",
+        "ephemeral-storage": str(job.tmp_bytes),
+    }
+    mounts: list[dict[str, Any]] = [
+        {"name": f"input-{index}", "mountPath": f"/input/{item.name}", "readOnly": True}
+        for index, item in enumerate(job.inputs)
+    ]
+    mounts += [{"name": "output", "mountPath": "/output"}, {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
+    volumes: list[dict[str, Any]] = [
+        {"name": f"input-{index}", "persistentVolumeClaim": {"claimName": item.claim, "readOnly": True}}
+        for index, item in enumerate(job.inputs)
+    ]
+    volumes += [
+        {"name": "output", "persistentVolumeClaim": {"claimName": job.output_claim}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": str(job.tmp_bytes)}},
+    ]
+    labels = {"app.kubernetes.io/managed-by": "warden", APPROVAL_LABEL: approval_label(job.approval_id)}
+    annotations = {
+        APPROVAL_ANNOTATION: job.approval_id,
+        PURPOSE_ANNOTATION: job.purpose,
+        INPUTS_ANNOTATION: json.dumps({i.name: i.sha256 for i in job.inputs}, sort_keys=True),
+    }
+    container = {
+        "name": "job",
+        "image": job.image.pinned,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(job.command),
+        "workingDir": "/output",
+        "env": [{"name": key, "value": value} for key, value in {**DEFAULT_ENV, **job.env}.items()],
+        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+    pod_spec = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": job.uid,
+            "runAsGroup": job.gid,
+            "fsGroup": job.gid,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    metadata: dict[str, Any] = {"name": job.name, "labels": labels, "annotations": annotations}
+    if job.namespace is not None:
+        metadata["namespace"] = job.namespace
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata,
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": max(1, math.ceil(job.timeout_seconds)),
+            "ttlSecondsAfterFinished": job.ttl_seconds,
+            "template": {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}, "spec": pod_spec},
+        },
+    }
+
+
+def manifest_yaml(manifest: Mapping[str, Any]) -> str:
+    """The manifest as YAML, keys in the order they were built."""
+    return yaml.safe_dump(dict(manifest), sort_keys=False, default_flow_style=False)
