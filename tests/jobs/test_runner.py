@@ -164,3 +164,66 @@ def test_an_input_that_changes_during_the_run_fails_it_and_is_named_in_the_audit
 
     [end] = [e for e in admin_events(services) if e["action"] == "job.end"]
     assert end["details"]["inputs_changed"] == "data"
+
+
+def test_the_job_reads_what_admission_hashed_even_if_the_original_changes_meanwhile(
+    services: Services, data: Path, tmp_path: Path
+) -> None:
+    # Inputs were bound live: a swap during the run (and back) let a job read unapproved data unnoticed.
+    approved = data.read_text(encoding="utf-8")
+
+    def swap_original(_snapshot: Path) -> list[str]:  # called during admission, after hashing
+        data.write_text("name,ssn\nAlice,123-45-6789\n", encoding="utf-8")
+        return []
+
+    approval = services.approvals.create("fraud model", [data], created_by="alice")
+    request = JobRequest(
+        approval.id, [Input(data, "data")], tmp_path / "out", [PYTHON, "-c", "print(open('/input/data').read())"]
+    )
+    out = bytearray()
+    report = run_job(
+        request,
+        approvals=services.approvals,
+        audit=services.audit,
+        actor="alice",
+        sandbox=SANDBOX,
+        scan=swap_original,
+        stdout=out.extend,
+    )
+
+    assert report.exit_status == 0
+    assert out.decode().strip() == approved.strip()
+    assert not list(tmp_path.glob(".warden-inputs-*"))  # the private copies are gone
+
+
+def test_outputs_too_deep_to_open_by_path_pipes_and_open_modes_are_all_recorded(
+    services: Services, data: Path, tmp_path: Path
+) -> None:
+    # A 6,000-character path once made the hashing fail: no manifest and no job.end. A FIFO went unlisted, and a
+    # job could leave its output writable by everyone.
+    script = (
+        "import os; os.mkfifo('/output/pipe'); os.chmod('/output', 0o777)\n"
+        "for _ in range(30):\n    os.mkdir('d' * 200); os.chdir('d' * 200)\n"
+        "open('deep.txt', 'w').write('x')"
+    )
+    report = job(services, data, tmp_path / "out", script)
+
+    kinds = {o.path.rsplit("/", 1)[-1]: o.kind for o in report.outputs}
+    assert kinds["pipe"] == "fifo"
+    assert kinds["deep.txt"] == "file"
+    [deep] = [o for o in report.outputs if o.path.endswith("deep.txt")]
+    assert deep.sha256 is not None
+    assert (tmp_path / "out").stat().st_mode & 0o022 == 0
+    assert [e["action"] for e in admin_events(services) if e["action"].startswith("job.")] == ["job.start", "job.end"]
+
+
+def test_a_bad_environment_name_is_refused_before_a_run_is_spent(
+    services: Services, data: Path, tmp_path: Path
+) -> None:
+    approval = services.approvals.create("fraud model", [data], created_by="alice", max_runs=1)
+    request = JobRequest(approval.id, [Input(data, "data")], tmp_path / "out", [PYTHON, "-c", "pass"], env={"A-B": "1"})
+
+    with pytest.raises(InvalidArgument, match="environment variable"):
+        run_job(request, approvals=services.approvals, audit=services.audit, actor="alice", sandbox=SANDBOX)
+
+    assert services.approvals.get(approval.id).runs_used == 0

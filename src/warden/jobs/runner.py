@@ -17,9 +17,13 @@ dry run neither checks nor spends the approval, writes no output, and audits not
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import stat
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +43,7 @@ from warden.jobs.containers import (
 )
 from warden.jobs.images import ImageRef
 from warden.jobs.kubernetes import KubernetesInput, KubernetesJob, build_manifest, manifest_yaml
-from warden.jobs.sandbox import BwrapSandbox, SandboxResult, SandboxSpec, Sink
+from warden.jobs.sandbox import BwrapSandbox, SandboxResult, SandboxSpec, Sink, check_env
 
 RECORD_SUFFIX: Final = ".job"
 _AUDIT_VALUE_CHARS: Final = 1000
@@ -69,12 +73,17 @@ class JobRequest:
 
 @dataclass(frozen=True)
 class OutputFile:
-    """One file the job wrote (relative to the output directory), or a link it made (never followed)."""
+    """One entry the job left in its output: a file with its hash, or a link, pipe, socket or device (never opened).
+
+    ``error`` says why an entry could not be hashed (a path too long to open, say); the entry is still listed.
+    """
 
     path: str
     sha256: str | None
     size: int
     link_target: str | None = None
+    kind: str = "file"
+    error: str | None = None
 
 
 @dataclass
@@ -128,7 +137,15 @@ class JobReport:
             "oom_killed": self.result.oom_killed,
             "landlock_abi": self.result.landlock_abi,
             "outputs": [
-                {"path": o.path, "sha256": o.sha256, "size": o.size, "link_target": o.link_target} for o in self.outputs
+                {
+                    "path": o.path,
+                    "kind": o.kind,
+                    "sha256": o.sha256,
+                    "size": o.size,
+                    "link_target": o.link_target,
+                    "error": o.error,
+                }
+                for o in self.outputs
             ],
         }
 
@@ -174,7 +191,43 @@ def run_job(
     if not box.available():
         raise SandboxUnavailable(f"the {_backend(box)} sandbox cannot run here: {box.unavailable_reason()}")
     check_output(request.output_dir)  # before admission, so a mistake here never spends one of the approval's runs
-    admission = admit(approvals, request.approval_id, list(request.inputs), scan=scan)
+    check_env(request.env)
+    parent = request.output_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    snapshot = Path(tempfile.mkdtemp(prefix=".warden-inputs-", dir=parent))
+    try:
+        # The job reads private copies: what admission hashed and scanned is exactly what the job sees, whatever
+        # happens to the originals meanwhile (a swap during the run and back again would otherwise go unseen).
+        inputs = [Input(_snapshot(i.path, snapshot / i.name), i.name) for i in request.inputs]
+        admission = admit(approvals, request.approval_id, inputs, scan=scan)
+        return _run_admitted(request, admission, box, audit=audit, actor=actor, stdout=stdout, stderr=stderr)
+    finally:
+        shutil.rmtree(snapshot, ignore_errors=True)
+
+
+def _snapshot(source: Path, target: Path) -> Path:
+    """A private read-only copy of an input (a file, or a directory without links; admission refuses links)."""
+    if source.is_symlink():
+        return source  # admission refuses it, naming the input as given
+    if source.is_dir():
+        shutil.copytree(source, target, symlinks=True)
+    elif source.exists():
+        shutil.copy2(source, target)
+    else:
+        return source  # admission reports it unreadable
+    return target
+
+
+def _run_admitted(
+    request: JobRequest,
+    admission: Admission,
+    box: BwrapSandbox | ContainerSandbox,
+    *,
+    audit: AuditLog,
+    actor: str,
+    stdout: Sink | None,
+    stderr: Sink | None,
+) -> JobReport:
     record = prepare_output(request.output_dir)
     spec = SandboxSpec(
         command=list(request.command),
@@ -190,8 +243,13 @@ def run_job(
     backend, image = _backend(box), _image(box)
     started = {"command": _json(spec.command), "limits": _json(_limits(request)), "backend": backend, "image": image}
     _record(audit, "job.start", admission, actor, started)
-    with (record / "stdout.log").open("wb") as out_log, (record / "stderr.log").open("wb") as err_log:
-        result = box.run(spec, _tee(out_log.write, stdout), _tee(err_log.write, stderr))
+    try:
+        with (record / "stdout.log").open("wb") as out_log, (record / "stderr.log").open("wb") as err_log:
+            result = box.run(spec, _tee(out_log.write, stdout), _tee(err_log.write, stderr))
+    except BaseException as exc:  # the run never finished: still close its record
+        _record(audit, "job.end", admission, actor, {"error": type(exc).__name__, "backend": backend})
+        raise
+    restrict_output(request.output_dir)
     report = JobReport(admission, result, hash_outputs(request.output_dir), record, actor, backend, image)
     (record / "manifest.json").write_text(json.dumps(report.manifest(), indent=2) + "\n", encoding="utf-8")
     changed = [i.name for i in admission.inputs if content_sha256(i.path) != i.sha256]
@@ -209,6 +267,7 @@ def run_job(
             "started": result.started.isoformat(),
             "ended": result.ended.isoformat(),
             "outputs": len(report.outputs),
+            "unhashed_outputs": sum(1 for o in report.outputs if o.error) or None,
             "manifest_sha256": outputs_sha256,
             "inputs_changed": ",".join(changed) or None,
             "backend": backend,
@@ -367,19 +426,48 @@ def _tee(first: Callable[[bytes], object], second: Sink | None) -> Sink:
 
 
 def hash_outputs(output_dir: Path) -> list[OutputFile]:
-    """Every file under ``output_dir`` with its sha256, sorted by path; links are recorded, never followed."""
+    """Every entry under ``output_dir``, sorted by path: files hashed, anything else recorded, nothing followed.
+
+    Directories are walked by descriptor (``os.fwalk``), so no path length stops the walk, and files are opened
+    with ``O_NOFOLLOW`` relative to their directory, so a link the job made never leads the runner elsewhere.
+    """
     found: list[OutputFile] = []
-    for root, dirs, files in os.walk(output_dir, followlinks=False):
-        base = Path(root)
-        for name in sorted(files) + sorted(d for d in dirs if (base / d).is_symlink()):
-            path = base / name
-            relative = path.relative_to(output_dir).as_posix()
-            if path.is_symlink():
-                found.append(OutputFile(relative, None, 0, os.readlink(path)))
-            elif path.is_file():
-                digest = hashlib.sha256()
-                with path.open("rb") as handle:
-                    while block := handle.read(1 << 20):
-                        digest.update(block)
-                found.append(OutputFile(relative, digest.hexdigest(), path.stat().st_size))
+    walk_errors: list[OSError] = []
+    for root, dirs, files, root_fd in os.fwalk(output_dir, follow_symlinks=False, onerror=walk_errors.append):
+        base = Path(root).relative_to(output_dir)
+        for name in sorted(files) + sorted(dirs):
+            relative = (base / name).as_posix()
+            try:
+                info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode):
+                    continue
+                found.append(_entry(relative, name, info, root_fd))
+            except OSError as exc:
+                found.append(OutputFile(relative, None, 0, error=exc.strerror or type(exc).__name__))
+    found += [OutputFile(str(e.filename or "?"), None, 0, kind="directory", error=e.strerror) for e in walk_errors]
     return sorted(found, key=lambda o: o.path)
+
+
+def _entry(relative: str, name: str, info: os.stat_result, root_fd: int) -> OutputFile:
+    if stat.S_ISLNK(info.st_mode):
+        return OutputFile(relative, None, 0, os.readlink(name, dir_fd=root_fd), kind="link")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "fifo" if stat.S_ISFIFO(info.st_mode) else "socket" if stat.S_ISSOCK(info.st_mode) else "device"
+        return OutputFile(relative, None, 0, kind=kind)
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=root_fd)
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return OutputFile(relative, digest.hexdigest(), info.st_size)
+
+
+def restrict_output(output_dir: Path) -> None:
+    """Take write access from group and others on everything the job left (a job can chmod 0777 its output)."""
+    os.chmod(output_dir, os.stat(output_dir).st_mode & ~0o022 & 0o7777)
+    for _root, dirs, files, root_fd in os.fwalk(output_dir, follow_symlinks=False):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
+                    os.chmod(name, info.st_mode & ~0o022 & 0o7777, dir_fd=root_fd)

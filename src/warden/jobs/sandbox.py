@@ -63,6 +63,7 @@ __all__ = [
     "SandboxSpec",
     "SandboxUnavailable",
     "Sink",
+    "check_env",
     "python_runtime_paths",
 ]
 
@@ -134,6 +135,13 @@ os.execvp(command[0], command)
 connect are refused (ABI 4+), and abstract UNIX sockets and signals cannot leave the sandbox (ABI 6+)."""
 
 
+def check_env(env: Mapping[str, str]) -> None:
+    """Refuse an environment variable whose name is not a shell name or whose value holds a NUL."""
+    for key, value in env.items():
+        if not _ENV_KEY.fullmatch(key) or "\0" in value:
+            raise InvalidArgument(f"environment variable {key!r} is not a valid name and value")
+
+
 def python_runtime_paths(prefix: str | Path, base_prefix: str | Path) -> tuple[Path, ...]:
     """The paths to add to ``extra_ro_paths`` for a Python interpreter or virtual environment.
 
@@ -184,9 +192,7 @@ class SandboxSpec:
                 raise InvalidArgument(f"input {host} does not exist")
         if len(set(names)) != len(names):
             raise InvalidArgument("input names must be unique")
-        for key, value in self.env.items():
-            if not _ENV_KEY.fullmatch(key) or "\0" in value:
-                raise InvalidArgument(f"environment variable {key!r} is not a valid name and value")
+        check_env(self.env)
         for name, limit in (("memory", self.memory_bytes), ("pids", self.pids), ("cpu seconds", self.cpu_seconds)):
             if limit is not None and limit <= 0:
                 raise InvalidArgument(f"the {name} limit must be positive")
