@@ -13,12 +13,10 @@ import os
 import shutil
 import socket
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import clean_environment
 from warden.errors import InvalidArgument, SandboxUnavailable
 from warden.jobs import seccomp
 from warden.jobs.admission import Input
@@ -37,8 +35,7 @@ from warden.jobs.images import ImageRefused, parse_image
 from warden.jobs.runner import JobRequest, run_job
 from warden.jobs.sandbox import SandboxSpec
 from warden.policy import Profile, Severity, check_docker_run
-from warden.services import Services, open_services
-from warden.settings import load_settings
+from warden.services import Services
 
 TMPFS = f"/tmp:rw,noexec,nosuid,nodev,size={256 * 1024**2}"  # noqa: S108 - the container's own /tmp
 IMAGE = parse_image("registry.example/team/trainer:v2.9@sha256:" + "ab" * 32)
@@ -290,16 +287,6 @@ def test_an_image_off_the_allow_list_is_refused_when_the_sandbox_is_made(tmp_pat
     with pytest.raises(ImageRefused):
         ContainerSandbox(Engine.PODMAN, IMAGE, tmp_path, allowlist=["registry.example/other/*"])
     ContainerSandbox(Engine.PODMAN, IMAGE, tmp_path, allowlist=["registry.example/team/*"])
-
-
-@pytest.fixture
-def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
-    clean_environment(monkeypatch)
-    opened = open_services(load_settings(data_dir=tmp_path / "wd"))
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def test_run_job_admits_runs_and_records_the_container_backend(

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cli.conftest import clean_environment
 from warden.errors import ApprovalRefusal, ApprovalRefused, InvalidArgument
 from warden.jobs.admission import Input
 from warden.jobs.runner import InputChanged, JobReport, JobRequest, record_dir, run_job
 from warden.jobs.sandbox import BwrapSandbox
-from warden.services import Services, open_services
-from warden.settings import load_settings
+from warden.services import Services
 
 PYTHON = "/usr/bin/python3"
 SANDBOX = BwrapSandbox()
@@ -23,16 +20,6 @@ pytestmark = pytest.mark.skipif(
     reason=f"JOB RUNNER TESTS NOT RUN: the bwrap sandbox is unavailable ({SANDBOX.unavailable_reason()}) "
     f"or {PYTHON} is missing",
 )
-
-
-@pytest.fixture
-def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
-    clean_environment(monkeypatch)
-    opened = open_services(load_settings(data_dir=tmp_path / "wd"))
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture
