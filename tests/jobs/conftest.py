@@ -1,13 +1,15 @@
-"""Fixtures shared by the job tests: the services over a fresh data directory."""
+"""Shared by the job tests: the services over a fresh data directory, and a race of threads."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.cli.conftest import clean_environment
+from warden.errors import ApprovalRefused
 from warden.services import Services, open_services
 from warden.settings import load_settings
 
@@ -21,3 +23,27 @@ def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Servic
         yield opened
     finally:
         opened.close()
+
+
+def race(callers: int, call: Callable[[], object], won: str) -> list[str]:
+    """Start ``callers`` threads at once on ``call``; each outcome is ``won`` or the refusal's reason, sorted."""
+    barrier = threading.Barrier(callers)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            call()
+            outcome = won
+        except ApprovalRefused as exc:
+            outcome = exc.reason.value
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=one) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return sorted(outcomes)

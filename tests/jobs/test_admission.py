@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.backends import BACKENDS, database_url
+from tests.jobs.conftest import race
 from warden.errors import ApprovalRefusal, ApprovalRefused, InvalidArgument, UnsupportedFile
 from warden.jobs.admission import Admission, Input, admit, check_inputs, default_scan, parse_input
 from warden.jobs.approvals import ApprovalService, ApprovalView
@@ -340,24 +340,10 @@ def test_when_admissions_race_for_the_last_run_then_exactly_one_is_admitted(
     approvals: ApprovalService, data: Path, max_runs: int, callers: int
 ) -> None:
     approval = approve(approvals, data / "clean.csv", max_runs=max_runs)
-    barrier = threading.Barrier(callers)
-    outcomes: list[str] = []
-    lock = threading.Lock()
 
-    def run() -> None:
-        barrier.wait()
-        try:
-            admit(approvals, approval.id, [(data / "clean.csv", "c")], scan=FakeScan())
-            outcome = "admitted"
-        except ApprovalRefused as exc:
-            outcome = exc.reason.value
-        with lock:
-            outcomes.append(outcome)
+    outcomes = race(
+        callers, lambda: admit(approvals, approval.id, [(data / "clean.csv", "c")], scan=FakeScan()), "admitted"
+    )
 
-    threads = [threading.Thread(target=run) for _ in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sorted(outcomes) == ["admitted"] + ["exhausted"] * (callers - 1)
+    assert outcomes == ["admitted"] + ["exhausted"] * (callers - 1)
     assert approvals.get(approval.id).runs_used == max_runs

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from tests.backends import BACKENDS, database_url
+from tests.jobs.conftest import race
 from warden.errors import ApprovalNotFound, ApprovalRefusal, ApprovalRefused, InvalidArgument
 from warden.jobs.approvals import ID_PATTERN, MAX_DATASETS, ApprovalService, ApprovalState, content_sha256
 from warden.storage import Database
@@ -305,26 +305,10 @@ def test_when_callers_race_for_the_last_runs_then_exactly_max_runs_win(
     service: ApprovalService, data: Path, max_runs: int, callers: int
 ) -> None:
     created = service.create("p", [data / "a.csv"], created_by="x", max_runs=max_runs)
-    barrier = threading.Barrier(callers)
-    outcomes: list[str] = []
-    lock = threading.Lock()
 
-    def take() -> None:
-        barrier.wait()
-        try:
-            service.consume(created.id)
-            outcome = "taken"
-        except ApprovalRefused as exc:
-            outcome = exc.reason.value
-        with lock:
-            outcomes.append(outcome)
+    outcomes = race(callers, lambda: service.consume(created.id), "taken")
 
-    threads = [threading.Thread(target=take) for _ in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sorted(outcomes) == sorted(["taken"] * max_runs + ["exhausted"] * (callers - max_runs))
+    assert outcomes == sorted(["taken"] * max_runs + ["exhausted"] * (callers - max_runs))
     assert service.get(created.id).runs_used == max_runs
 
 

@@ -135,13 +135,11 @@ class _JobCgroup:
     def oom_kills(self) -> int:
         """How many processes the kernel killed here for lack of memory."""
         name = "memory.events" if self.version == CGROUP_V2 else "memory.oom_control"
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a cgroup already gone, or a kernel without the counter
             for line in (self.directory / name).read_text().splitlines():
                 key, _, value = line.partition(" ")
                 if key == "oom_kill":
                     return int(value)
-        except (OSError, ValueError):
-            pass
         return 0
 
     def remove(self) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import math
@@ -280,10 +281,8 @@ def parse_when(value: Any) -> date | datetime | None:
         return None
     text = value.strip()
     if len(text) >= 10 and text[4:5] == "-" and text[:4].isdigit():  # ISO 8601 first: the common, fast case
-        try:
+        with contextlib.suppress(ValueError):  # not ISO after all: read it as a written date below
             return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
-        except ValueError:
-            pass
     return parse_date(text)
 
 
