@@ -12,6 +12,7 @@ map codes to status codes and exit codes in one place each.
     ├── UnsupportedMediaType       unsupported_media_type
     ├── Unauthenticated            unauthenticated
     ├── Forbidden                  forbidden
+    │   └── TenantNotServed        tenant_not_served (a replica dedicated to other tenants)
     ├── NotFound                   not_found
     │   ├── TenantNotFound         tenant_not_found
     │   ├── KeyNotFound            key_not_found
@@ -19,6 +20,7 @@ map codes to status codes and exit codes in one place each.
     │   └── ApprovalNotFound       approval_not_found
     ├── Conflict                   conflict
     ├── StorageCorrupt             storage_corrupt
+    ├── SecretMismatch             secret_mismatch (a replica's server secret differs from the others')
     ├── DeliveryFailed             delivery_failed (audit shipping)
     ├── UnsupportedFile            unsupported_file (a file of no kind the command reads)
     ├── DeidError                  deid_error      (de-identification)
@@ -123,6 +125,12 @@ class Forbidden(WardenError):
     code = "forbidden"
 
 
+class TenantNotServed(Forbidden):
+    """The caller's tenant is served by other replicas (``WARDEN_SERVE_TENANTS`` does not name it)."""
+
+    code = "tenant_not_served"
+
+
 class NotFound(WardenError):
     """A named thing does not exist for the caller (which says nothing of other tenants)."""
 
@@ -163,6 +171,16 @@ class StorageCorrupt(WardenError):
     """Stored state failed an integrity check (a blob whose bytes no longer match its digest)."""
 
     code = "storage_corrupt"
+
+
+class SecretMismatch(WardenError):
+    """This process's server secret is not the one the shared database was first used with.
+
+    Replicas sharing a database must share ``WARDEN_SECRET_KEY``: API-key hashes and audit
+    checkpoints are keyed with it, so a replica with another secret would refuse every key.
+    """
+
+    code = "secret_mismatch"
 
 
 class DeliveryFailed(WardenError):

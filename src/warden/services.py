@@ -33,13 +33,26 @@ class Services:
 
 
 def open_services(settings: Settings) -> Services:
-    """Create the data directory if needed, migrate the database, and wire the services."""
+    """Create the data directory if needed, migrate the database, and wire the services.
+
+    A failure on the way (a secret that does not match the database's, a bad JWT key file)
+    releases the database connections before it propagates.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.resolved_database_url)
+    try:
+        return _wire(settings, db)
+    except BaseException:
+        db.close()
+        raise
+
+
+def _wire(settings: Settings, db: Database) -> Services:
     db.migrate()
     configured = settings.secret_key.get_secret_value() if settings.secret_key is not None else None
     secret = load_server_secret(settings.data_dir, configured)
     tenants = TenantService(db, secret, cache_seconds=settings.cache_seconds)
+    tenants.bind_secret()
     verifier = None
     if settings.jwt_issuer is not None:
         verifier = JwtVerifier.from_files(
@@ -57,9 +70,11 @@ def open_services(settings: Settings) -> Services:
         db=db,
         tenants=tenants,
         registry=ModelRegistry(
-            db, BlobStore(settings.data_dir / "blobs"), settings.max_model_bytes, cache_seconds=settings.cache_seconds
+            db, BlobStore(settings.resolved_model_store), settings.max_model_bytes, cache_seconds=settings.cache_seconds
         ),
-        authenticator=Authenticator(tenants, verifier),
+        authenticator=Authenticator(
+            tenants, verifier, None if settings.serve_tenants is None else frozenset(settings.serve_tenants)
+        ),
         audit=AuditLog.from_settings(db, settings, secret),
         approvals=ApprovalService(db),
     )

@@ -21,6 +21,9 @@ ENV_PREFIX = "WARDEN_"
 REPLICA_ID_PATTERN: Final = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})$"
 """A replica id: 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit (it names an audit stream)."""
 
+NAME_REGEX: Final = r"[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?"
+"""Tenant and model names (compiled by ``warden.tenancy``; always matched whole)."""
+
 _ALLOWLIST_ENTRY: Final = r"^[A-Za-z0-9\[][^\s@]*(?:@sha256:[0-9a-f]{64})?$"
 """A job image allow-list entry: a repository pattern, optionally pinned to one sha256 digest."""
 
@@ -58,6 +61,24 @@ class Settings(BaseSettings):
         default=None,
         description="Redis URL (redis://host:6379/0) for rate limits and daily caps shared by replicas; "
         "default in memory, daily caps in the database.",
+    )
+    redis_prefix: str = Field(
+        default="warden",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,62}$",
+        description="Prefix of every Redis key Warden writes, so that deployments sharing one Redis keep "
+        "separate budgets; the replicas of one deployment must use the same.",
+    )
+    model_store: Path | None = Field(
+        default=None,
+        description="Directory of the content-addressed model blobs; default DATA_DIR/blobs. Replicas sharing "
+        "one database must mount the same directory here (a shared volume), so a model pushed through any "
+        "replica is served by all.",
+    )
+    serve_tenants: list[Annotated[str, StringConstraints(pattern=f"^{NAME_REGEX}$")]] | None = Field(
+        default=None,
+        description="Tenants this replica serves, as a JSON list (a Deployment dedicated to one tenant); "
+        "credentials of any other tenant are refused with 403 tenant_not_served. Operator keys always work. "
+        "Default: every tenant.",
     )
     device: str = Field(default="cpu", description="ONNX Runtime device: cpu, cuda[:N], tensorrt[:N] or auto.")
     threads: int = Field(
@@ -171,6 +192,11 @@ class Settings(BaseSettings):
         if self.headroom >= self.workers:
             raise ValueError(f"headroom ({self.headroom}) must be below workers ({self.workers})")
         return self
+
+    @property
+    def resolved_model_store(self) -> Path:
+        """Where model blobs live: the configured store, else ``DATA_DIR/blobs``."""
+        return self.model_store if self.model_store is not None else self.data_dir / "blobs"
 
     @property
     def resolved_database_url(self) -> str:

@@ -134,3 +134,19 @@ def test_two_instances_on_redis_share_one_rate_and_one_daily_cap(redis_url: str)
     assert taken == 5
     first.close()
     second.close()
+
+
+def test_two_deployments_on_one_redis_with_different_prefixes_keep_separate_budgets(redis_url: str) -> None:
+    tenant = secrets.randbelow(10**9) + 1000
+    limited = caller(tenant, rps=1, burst=2, daily_requests=3)
+    first = Admission.create(None, redis_url, redis_prefix=f"warden-a-{tenant}")  # type: ignore[arg-type]
+    second = Admission.create(None, redis_url, redis_prefix=f"warden-b-{tenant}")  # type: ignore[arg-type]
+    try:
+        for admission in (first, second):  # the same tenant id, two budgets of 2
+            admission.admit(limited)
+            admission.admit(limited)
+            with pytest.raises(RateLimited):
+                admission.admit(limited)
+    finally:
+        first.close()
+        second.close()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,7 @@ TABLES = {
     "audit_ship_positions",
     "approvals",
     "approval_datasets",
+    "server_meta",
 }
 
 
@@ -38,7 +42,7 @@ def test_when_migrations_run_twice_then_the_schema_is_complete_and_unchanged(bac
             db.migrate()
             assert set(inspect(db.engine).get_table_names()) >= TABLES
             with db.engine.connect() as connection:
-                assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0006"
+                assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0007"
                 # The migrations build exactly the schema the table classes declare.
                 assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         finally:
@@ -55,3 +59,37 @@ def test_when_sqlite_is_opened_then_wal_foreign_keys_and_full_sync_are_on(tmp_pa
         assert (tmp_path / "nested").is_dir()
     finally:
         db.close()
+
+
+_MIGRATE_AT = """
+import sys, time
+from warden.storage import Database
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+db = Database(sys.argv[1])
+db.migrate()
+db.close()
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_when_replicas_migrate_at_the_same_moment_then_each_succeeds_and_the_schema_is_built_once(
+    backend: str, tmp_path: Path
+) -> None:
+    with database_url(backend, tmp_path) as url:
+        start = time.time() + 3  # every process has imported Warden and waits for the same instant
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", _MIGRATE_AT, url, str(start)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            for _ in range(4)
+        ]
+        outputs = [process.communicate(timeout=120)[0].decode() for process in processes]
+        assert [process.returncode for process in processes] == [0] * 4, outputs
+        db = Database(url)
+        try:
+            with db.engine.connect() as connection:
+                assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+                assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        finally:
+            db.close()

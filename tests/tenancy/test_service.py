@@ -12,9 +12,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from warden.errors import Conflict, Forbidden, InvalidArgument, KeyNotFound, TenantNotFound, Unauthenticated
-from warden.services import Services
-from warden.tenancy import Scope, TenantService, load_server_secret
+from warden.errors import (
+    Conflict,
+    Forbidden,
+    InvalidArgument,
+    KeyNotFound,
+    SecretMismatch,
+    TenantNotFound,
+    TenantNotServed,
+    Unauthenticated,
+)
+from warden.services import Services, open_services
+from warden.settings import Settings
+from warden.tenancy import Authenticator, Scope, TenantService, load_server_secret
 from warden.tenancy.keys import hash_secret, new_key, parse_key
 
 
@@ -132,6 +142,40 @@ def test_when_the_server_secret_changes_then_old_keys_stop_working(services: Ser
     other = TenantService(services.db, b"another-server-secret-of-32-bytes!!")
     with pytest.raises(Unauthenticated):
         other.authenticate(issued.key)
+
+
+def test_when_a_replica_brings_another_secret_to_a_shared_database_then_it_refuses_to_start(
+    services: Services, tmp_path: Path
+) -> None:
+    shared = services.settings.resolved_database_url
+    same = Settings(data_dir=services.settings.data_dir, database_url=shared)
+    open_services(same).close()  # the same secret (the same data directory) starts
+    stranger = Settings(data_dir=tmp_path / "elsewhere", database_url=shared)  # its own secret.key
+    with pytest.raises(SecretMismatch, match="WARDEN_SECRET_KEY"):
+        open_services(stranger)
+    with pytest.raises(SecretMismatch):
+        TenantService(services.db, b"another-server-secret-of-32-bytes!!").bind_secret()
+    services.tenants.bind_secret()  # the first secret stays the one
+
+
+def test_when_a_replica_serves_named_tenants_then_other_tenants_are_refused_and_operators_pass(
+    services: Services,
+) -> None:
+    for name in ("acme", "globex"):
+        services.tenants.create_tenant(name)
+    acme = services.tenants.create_key("acme", Scope.DETECT).key
+    globex = services.tenants.create_key("globex", Scope.ADMIN).key
+    operator = services.tenants.create_key(None, Scope.ADMIN).key
+    dedicated = Authenticator(services.tenants, served=frozenset({"acme"}))
+    assert dedicated.authenticate(acme).tenant_name == "acme"
+    assert dedicated.cached(acme) is not None  # the cached path answers alike
+    assert dedicated.authenticate(operator).is_operator
+    for _ in range(2):  # the database lookup, then the cached principal
+        with pytest.raises(TenantNotServed):
+            dedicated.authenticate(globex)
+    with pytest.raises(TenantNotServed):
+        dedicated.cached(globex)
+    assert Authenticator(services.tenants).authenticate(globex).tenant_name == "globex"
 
 
 def test_when_the_secret_file_is_made_then_it_is_private_and_stable(tmp_path: Path) -> None:

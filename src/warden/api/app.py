@@ -32,7 +32,7 @@ def create_app(services: Services, engine: DetectionEngine | None = None) -> Fas
         return DetectionEngine(
             services.registry.blobs,
             ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels),
-            Admission.create(services.db, settings.redis_url),
+            Admission.create(services.db, settings.redis_url, settings.redis_prefix),
             EngineOptions(
                 workers=settings.workers,
                 threads=settings.threads,

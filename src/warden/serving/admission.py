@@ -110,15 +110,16 @@ class DailyCounter:
 class RedisDailyCounter:
     """Admitted requests per tenant and UTC day in Redis, shared by every replica."""
 
-    def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, url: str, clock: Callable[[], float] = time.time, prefix: str = "warden") -> None:
         import redis  # noqa: PLC0415 - only needed when Redis is configured
 
         self._redis = redis.Redis.from_url(url)
         self._clock = clock
+        self._prefix = prefix
 
     def take(self, tenant_id: int, cap: int) -> bool:
         """Count one request for today unless the tenant has ``cap`` already; ``True`` when counted."""
-        key = f"warden:daily:{tenant_id}:{utc_day(self._clock())}"
+        key = f"{self._prefix}:daily:{tenant_id}:{utc_day(self._clock())}"
         count = cast(int, self._redis.incr(key))  # the sync client returns an int
         if count == 1:
             self._redis.expire(key, 2 * _DAY_SECONDS)
@@ -146,11 +147,14 @@ class Admission:
         self._clock = clock
 
     @classmethod
-    def create(cls, db: Database, redis_url: str | None) -> Admission:
-        """In-memory counters with the daily cap in the database, or everything in Redis."""
+    def create(cls, db: Database, redis_url: str | None, redis_prefix: str = "warden") -> Admission:
+        """In-memory counters with the daily cap in the database, or everything in Redis under ``redis_prefix``."""
         if redis_url is None:
             return cls(MemoryStorage(), DailyCounter(db))
-        return cls(RedisStorage(redis_url), RedisDailyCounter(redis_url))
+        return cls(
+            RedisStorage(redis_url, key_prefix=f"{redis_prefix}:limits"),
+            RedisDailyCounter(redis_url, prefix=redis_prefix),
+        )
 
     def admit(self, caller: Principal) -> None:
         """Raise ``RateLimited`` or ``QuotaExceeded`` (with ``retry_after``) or return at once."""

@@ -16,6 +16,7 @@ from warden.storage.tables import (
     Model,
     ModelAlias,
     ModelVersion,
+    ServerMeta,
     Tenant,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "Model",
     "ModelAlias",
     "ModelVersion",
+    "ServerMeta",
     "Tenant",
 ]

@@ -237,3 +237,12 @@ class ApprovalDataset(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class ServerMeta(Base):
+    """Facts every replica of one deployment must agree on (such as the server secret's fingerprint)."""
+
+    __tablename__ = "server_meta"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -15,7 +15,7 @@ from typing import Any, Final
 import jwt
 from jwt import PyJWKSet
 
-from warden.errors import InvalidArgument, Unauthenticated
+from warden.errors import InvalidArgument, TenantNotServed, Unauthenticated
 from warden.tenancy.principal import Principal, Scope
 from warden.tenancy.service import TenantService
 
@@ -118,20 +118,36 @@ class JwtVerifier:
 
 
 class Authenticator:
-    """Every way to authenticate: API keys always, JWT bearer tokens when an issuer is configured."""
+    """Every way to authenticate: API keys always, JWT bearer tokens when an issuer is configured.
 
-    def __init__(self, tenants: TenantService, jwt_verifier: JwtVerifier | None = None) -> None:
+    ``served`` limits the tenants this replica serves (``WARDEN_SERVE_TENANTS``): another
+    tenant's valid credential is refused with ``TenantNotServed``; operator keys always pass.
+    """
+
+    def __init__(
+        self,
+        tenants: TenantService,
+        jwt_verifier: JwtVerifier | None = None,
+        served: frozenset[str] | None = None,
+    ) -> None:
         self._tenants = tenants
         self._jwt = jwt_verifier
+        self._served = served
 
     def cached(self, credential: str) -> Principal | None:
         """The principal of an API key authenticated moments ago (no database work), else ``None``."""
         if self._jwt is not None and looks_like_jwt(credential):
             return None
-        return self._tenants.cached_principal(credential)
+        caller = self._tenants.cached_principal(credential)
+        return None if caller is None else self._served_here(caller)
 
     def authenticate(self, credential: str) -> Principal:
         """The principal of a presented credential."""
         if self._jwt is not None and looks_like_jwt(credential):
-            return self._jwt.authenticate(credential)
-        return self._tenants.authenticate(credential)
+            return self._served_here(self._jwt.authenticate(credential))
+        return self._served_here(self._tenants.authenticate(credential))
+
+    def _served_here(self, caller: Principal) -> Principal:
+        if self._served is not None and caller.tenant_name is not None and caller.tenant_name not in self._served:
+            raise TenantNotServed("this replica serves other tenants; send the request to your tenant's endpoint")
+        return caller

@@ -52,6 +52,11 @@ def hash_secret(server_secret: bytes, key_id: str, secret: str) -> str:
     return hmac.new(server_secret, f"{key_id}:{secret}".encode(), hashlib.sha256).hexdigest()
 
 
+def secret_fingerprint(server_secret: bytes) -> str:
+    """A one-way fingerprint of the server secret, safe to store: replicas compare it to find a mismatch."""
+    return hmac.new(server_secret, b"warden server secret fingerprint v1", hashlib.sha256).hexdigest()
+
+
 def load_server_secret(data_dir: Path, configured: str | None) -> bytes:
     """The server secret: the configured one, else ``DATA_DIR/secret.key`` (created 0600 on first use).
 

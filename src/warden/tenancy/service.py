@@ -13,19 +13,29 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warden.caching import FreshCache
-from warden.errors import Conflict, Forbidden, InvalidArgument, KeyNotFound, TenantNotFound, Unauthenticated
-from warden.storage import ApiKey, Database, Tenant
+from warden.errors import (
+    Conflict,
+    Forbidden,
+    InvalidArgument,
+    KeyNotFound,
+    SecretMismatch,
+    TenantNotFound,
+    Unauthenticated,
+)
+from warden.settings import NAME_REGEX
+from warden.storage import ApiKey, Database, ServerMeta, Tenant
 from warden.storage.tables import utcnow
-from warden.tenancy.keys import IssuedKey, hash_secret, new_key, parse_key
+from warden.tenancy.keys import IssuedKey, hash_secret, new_key, parse_key, secret_fingerprint
 from warden.tenancy.principal import Principal, Scope
 from warden.tenancy.quota import QUOTA_FIELDS, Quota
 
-NAME_PATTERN: Final = re.compile(r"[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?")
+NAME_PATTERN: Final = re.compile(NAME_REGEX)
 """Tenant and model names; always used with ``fullmatch`` (``$`` would let a trailing newline in)."""
 KEY_ID_PATTERN: Final = re.compile(r"[0-9a-f]{12}")
 ACTIVE: Final = "active"
 SUSPENDED: Final = "suspended"
 API_KEY: Final = "api_key"
+_SECRET_FINGERPRINT: Final = "secret_fingerprint"  # noqa: S105 - a row name, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,28 @@ class TenantService:
         self._principals: FreshCache[str, tuple[str, Principal]] = FreshCache(cache_seconds)
         # Compared against when a key id is unknown, so unknown and wrong keys cost the same.
         self._decoy_hash = hash_secret(server_secret, "000000000000", "x" * 43)
+
+    def bind_secret(self) -> None:
+        """Record the server secret's fingerprint on a database's first use; refuse a different secret later.
+
+        Replicas sharing a database must share the secret (``WARDEN_SECRET_KEY``): a replica
+        with its own would refuse every key the others issued, so it must not start at all.
+        """
+        fingerprint = secret_fingerprint(self._secret)
+        try:
+            with self._db.session() as session:
+                stored = session.get(ServerMeta, _SECRET_FINGERPRINT)
+                if stored is None:
+                    session.add(ServerMeta(name=_SECRET_FINGERPRINT, value=fingerprint))
+                    return
+        except IntegrityError:  # another replica recorded its fingerprint first
+            with self._db.session() as session:
+                stored = session.get(ServerMeta, _SECRET_FINGERPRINT)
+        if stored is None or not hmac.compare_digest(stored.value, fingerprint):
+            raise SecretMismatch(
+                "this server secret is not the one this database was first used with; replicas sharing a "
+                "database must share WARDEN_SECRET_KEY (or one data directory)"
+            )
 
     def create_tenant(self, name: str, quota: Quota | None = None) -> TenantView:
         """Create a tenant (with a quota, else unlimited); ``Conflict`` if the name is taken."""
