@@ -27,6 +27,18 @@ def test_an_entry_is_served_until_its_lifetime_ends() -> None:
     assert cache.get("a") is None
 
 
+def test_an_entry_expires_a_lifetime_after_its_read_began_not_after_it_was_stored() -> None:
+    clock = Clock()
+    cache: FreshCache[str, int] = FreshCache(1.0, timer=clock)
+    token = cache.generation()  # the read starts at 0.0 ...
+    clock.now = 0.4  # ... and is stored later, after another process may have changed the row
+    cache.put("a", 1, token)
+    clock.now = 0.999
+    assert cache.get("a") == 1
+    clock.now = 1.0
+    assert cache.get("a") is None
+
+
 def test_a_value_read_before_a_clear_is_not_kept() -> None:
     cache: FreshCache[str, int] = FreshCache(60.0)
     before = cache.generation()
