@@ -37,6 +37,9 @@ def test_an_update_changes_only_the_given_fields_and_zero_clears(warden: Warden)
         (["--isolation", "private"], "isolation must be"),
         (["--weight", "0"], "--weight"),
         (["--rps", "-1"], "--rps"),
+        (["--daily-requests", str(2**31)], "daily_requests must be at most 2147483647"),
+        (["--max-queue", str(2**40)], "max_queue must be at most"),
+        (["--rps", "inf"], "rps must be a finite number"),
     ],
 )
 def test_an_invalid_quota_is_refused_and_nothing_changes(warden: Warden, args: list[str], needle: str) -> None:

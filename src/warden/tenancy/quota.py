@@ -6,11 +6,14 @@ sessions and a reserved worker.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
 from warden.errors import InvalidArgument
 
+_INT32_FIELDS: Final = ("burst", "max_concurrency", "max_queue", "daily_requests")
+_INT64_FIELDS: Final = ("max_image_bytes", "max_image_pixels")
 SHARED: Final = "shared"
 DEDICATED: Final = "dedicated"
 
@@ -36,6 +39,15 @@ class Quota:
                 raise InvalidArgument(f"quota {name} must be positive (or unset for no limit), got {value}")
         if self.daily_requests is not None and self.daily_requests < 0:
             raise InvalidArgument(f"quota daily_requests must not be negative, got {self.daily_requests}")
+        for names, top in ((_INT32_FIELDS, 2**31 - 1), (_INT64_FIELDS, 2**63 - 1)):
+            for name in names:
+                value = getattr(self, name)
+                if value is not None and value > top:
+                    raise InvalidArgument(f"quota {name} must be at most {top}, got {value}")
+        for name in ("rps", "weight"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise InvalidArgument(f"quota {name} must be a finite number, got {value}")
         if not self.weight > 0:
             raise InvalidArgument(f"quota weight must be positive, got {self.weight}")
         if self.isolation not in (SHARED, DEDICATED):
