@@ -16,6 +16,7 @@ from warden.cli.jobs import job_app
 from warden.cli.keys import init, key_app
 from warden.cli.models import model_app
 from warden.cli.policy import policy_app
+from warden.cli.sbom import sbom
 from warden.cli.serve import demo, serve
 from warden.cli.tenants import tenant_app
 
@@ -36,6 +37,7 @@ app.add_typer(deid_app, name="deid")
 app.add_typer(approval_app, name="approval")
 app.add_typer(job_app, name="job")
 app.add_typer(policy_app, name="policy")
+app.command("sbom")(sbom)
 app.command("serve")(serve)
 app.command("demo")(demo)
 
