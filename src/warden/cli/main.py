@@ -11,6 +11,7 @@ from warden import __version__
 from warden.cli.approvals import approval_app
 from warden.cli.audit import audit_app
 from warden.cli.deid import deid_app
+from warden.cli.deploy import deploy_app
 from warden.cli.detect import detect
 from warden.cli.jobs import job_app
 from warden.cli.keys import init, key_app
@@ -37,6 +38,7 @@ app.add_typer(deid_app, name="deid")
 app.add_typer(approval_app, name="approval")
 app.add_typer(job_app, name="job")
 app.add_typer(policy_app, name="policy")
+app.add_typer(deploy_app, name="deploy")
 app.command("sbom")(sbom)
 app.command("serve")(serve)
 app.command("demo")(demo)

@@ -8,11 +8,13 @@ become an :class:`EngineContainer` with compose's keys; only how a field is name
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from warden.policy.findings import Finding, Profile
+from warden.policy.interpolation import interpolate
 from warden.policy.rules import (
     BASELINE_CAPABILITIES,
     RESTRICTED_CAPABILITIES,
@@ -281,13 +283,19 @@ def is_compose(document: object) -> bool:
     return isinstance(document, Mapping) and isinstance(document.get("services"), Mapping) and "kind" not in document
 
 
-def check_compose(documents: list[tuple[int, object]], source: str, profile: Profile) -> list[Finding]:
-    """The findings of every service of a compose file."""
+def check_compose(
+    documents: list[tuple[int, object]], source: str, profile: Profile, environ: Mapping[str, str] | None = None
+) -> list[Finding]:
+    """The findings of every service of a compose file, its ``${VAR}`` references resolved from ``environ``.
+
+    ``environ`` defaults to this process's environment, which is what ``docker compose`` reads.
+    """
     findings: list[Finding] = []
+    variables = os.environ if environ is None else environ
     for line, document in documents:
         if not is_compose(document):
             continue
         for name, service in _map(_map(document).get("services")).items():
-            container = EngineContainer(str(name), _map(service))
+            container = EngineContainer(str(name), _map(interpolate(service, variables)))
             findings.extend(ENGINE_CHECKS.run(container, Subject(source, f"service {name}", line), profile))
     return findings

@@ -208,6 +208,8 @@ _DIGEST = re.compile(r"@[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
 
 def image_problem(image: str) -> str | None:
     """Why ``image`` is not pinned, or ``None`` when it names a digest."""
+    if "$" in image:
+        return f"image '{image}' is chosen at deploy time by a variable not set here; set it to name@sha256:…"
     if _DIGEST.search(image):
         return None
     if "@" in image:
