@@ -12,7 +12,8 @@ map codes to status codes and exit codes in one place each.
     ├── UnsupportedMediaType       unsupported_media_type
     ├── Unauthenticated            unauthenticated
     ├── Forbidden                  forbidden
-    │   └── TenantNotServed        tenant_not_served (a replica dedicated to other tenants)
+    │   ├── TenantNotServed        tenant_not_served (a replica dedicated to other tenants)
+    │   └── CsrfFailed             csrf_failed     (a console request without its session's CSRF token)
     ├── NotFound                   not_found
     │   ├── TenantNotFound         tenant_not_found
     │   ├── KeyNotFound            key_not_found
@@ -129,6 +130,12 @@ class TenantNotServed(Forbidden):
     """The caller's tenant is served by other replicas (``WARDEN_SERVE_TENANTS`` does not name it)."""
 
     code = "tenant_not_served"
+
+
+class CsrfFailed(Forbidden):
+    """A state-changing request authenticated by a console session cookie lacks the session's CSRF token."""
+
+    code = "csrf_failed"
 
 
 class NotFound(WardenError):

@@ -10,6 +10,7 @@ from warden.registry import BlobStore, ModelRegistry
 from warden.settings import Settings
 from warden.storage import Database
 from warden.tenancy import Authenticator, JwtVerifier, TenantService, load_server_secret
+from warden.tenancy.sessions import ConsoleSessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,7 @@ class Services:
     authenticator: Authenticator
     audit: AuditLog
     approvals: ApprovalService
+    console: ConsoleSessions
 
     def close(self) -> None:
         """Commit and seal the audit records still queued, then release database connections."""
@@ -77,4 +79,5 @@ def _wire(settings: Settings, db: Database) -> Services:
         ),
         audit=AuditLog.from_settings(db, settings, secret),
         approvals=ApprovalService(db),
+        console=ConsoleSessions(db, tenants, secret, settings.console_session_seconds),
     )

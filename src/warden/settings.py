@@ -153,6 +153,13 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `warden serve` listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `warden serve` listens on.")
+    console_session_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=86_400,
+        description="Lifetime of a web-console session (the key exchanged at sign-in), in seconds; absolute, "
+        "not renewed by use. Revoking the key or suspending the tenant ends it at once.",
+    )
     # --- jobs (warden.jobs) ---
     job_image_allowlist: list[Annotated[str, StringConstraints(pattern=_ALLOWLIST_ENTRY)]] = Field(
         default=[],

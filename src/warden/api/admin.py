@@ -24,12 +24,13 @@ from warden.api.schemas import (
     KeyIn,
     KeyOut,
     PushOut,
+    QuotaModel,
     TenantIn,
     TenantOut,
     VersionOut,
     error_responses,
 )
-from warden.errors import Forbidden, TenantNotFound
+from warden.errors import Forbidden, InvalidArgument, TenantNotFound
 from warden.registry import BatchSettings, ModelView
 from warden.registry.service import MAX_BATCH_SIZE, MAX_QUEUE_DELAY_MS, MAX_VERSION
 from warden.services import Services
@@ -70,7 +71,12 @@ async def _tenant_id(request: Request, caller: Principal, name: str) -> int:
 
 
 def _tenant_out(view: TenantView) -> TenantOut:
-    return TenantOut(name=view.name, status=view.status, created_at=view.created_at.isoformat())
+    return TenantOut(
+        name=view.name,
+        status=view.status,
+        created_at=view.created_at.isoformat(),
+        quota=QuotaModel.model_validate(view.quota.to_dict()),
+    )
 
 
 def _key_out(view: KeyView) -> KeyOut:
@@ -129,6 +135,23 @@ async def get_tenant(name: str, request: Request, caller: Admin) -> TenantOut:
     """One tenant."""
     await _tenant_id(request, caller, name)
     return _tenant_out(await run_in_threadpool(_services(request).tenants.get_tenant, name))
+
+
+@router.patch(
+    "/tenants/{name}",
+    response_model=TenantOut,
+    summary="Change a tenant's quota",
+    responses=error_responses(400, 401, 403, 404),
+)
+async def update_tenant(name: str, body: QuotaModel, request: Request, caller: Admin) -> TenantOut:
+    """Operators only: the fields given change (``0`` clears a limit), the others are kept."""
+    changes = body.model_dump(exclude_unset=True)
+    _act(request, "tenant.update", name, **changes)
+    _operator(caller)
+    if any(changes.get(field, "") is None for field in ("weight", "isolation")):
+        raise InvalidArgument("weight and isolation take a value, not null")
+    view = await run_in_threadpool(_services(request).tenants.update_quota, name, changes)
+    return _tenant_out(view)
 
 
 @router.post(

@@ -1,4 +1,5 @@
-"""Who is calling: the credential comes only from ``Authorization: Bearer`` or ``X-API-Key``.
+"""Who is calling: the credential comes only from ``Authorization: Bearer`` or ``X-API-Key``,
+or, for the web console, from its session cookie (with a CSRF token on state-changing requests).
 
 Nothing else in a request (headers, body, query, path) can name a tenant.
 """
@@ -8,14 +9,19 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from warden.api.audit import facts
-from warden.errors import Forbidden, Unauthenticated
-from warden.tenancy import Authenticator, Principal, Scope
+from warden.errors import CsrfFailed, Forbidden, Unauthenticated
+from warden.services import Services
+from warden.tenancy import Principal, Scope
 
 _MAX_CREDENTIAL = 4096
+SESSION_COOKIE = "warden_session"
+"""The web console's session cookie (``HttpOnly``, ``SameSite=Strict``); an API key never goes in a cookie."""
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def credential(request: Request) -> str:
@@ -37,25 +43,48 @@ def credential(request: Request) -> str:
 
 _BEARER = HTTPBearer(auto_error=False, description="An API key (wdn_…) or, when configured, a JWT.")
 _API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (wdn_…).")
+SESSION = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description="The web console's session (POST /console/session); state changes also need X-CSRF-Token.",
+)
 
 
 async def principal(
     request: Request,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
     _api_key: Annotated[str | None, Security(_API_KEY)],
+    _session: Annotated[str | None, Security(SESSION)],
 ) -> Principal:
     """Authenticate the request (a database lookup runs off the event loop; a fresh cached one needs none).
 
-    The two security dependencies only declare the schemes in the OpenAPI schema;
+    The three security dependencies only declare the schemes in the OpenAPI schema;
     :func:`credential` reads the headers itself so that every malformed form is refused alike.
     """
-    authenticator: Authenticator = request.app.state.services.authenticator
-    presented = credential(request)
-    caller = authenticator.cached(presented)
-    if caller is None:
-        caller = await run_in_threadpool(authenticator.authenticate, presented)
+    services: Services = request.app.state.services
+    session_token = request.cookies.get(SESSION_COOKIE)
+    caller: Principal | None
+    if session_token is not None and "authorization" not in request.headers and "x-api-key" not in request.headers:
+        caller = await console_caller(request, services, session_token)
+    else:
+        presented = credential(request)
+        caller = services.authenticator.cached(presented)
+        if caller is None:
+            caller = await run_in_threadpool(services.authenticator.authenticate, presented)
     facts(request).principal = caller
     return caller
+
+
+async def console_caller(request: Request, services: Services, token: str) -> Principal:
+    """The principal of a console session cookie; a state-changing request must also echo its CSRF token.
+
+    A replica's ``WARDEN_SERVE_TENANTS`` applies to sessions as to keys.
+    """
+    sessions = services.console
+    caller, _ = await run_in_threadpool(sessions.resolve, token)  # an unknown session is unauthenticated
+    if request.method not in _SAFE_METHODS and not sessions.check_csrf(token, request.headers.get(CSRF_HEADER)):
+        raise CsrfFailed(f"a console request that changes state needs the session's {CSRF_HEADER} header")
+    return services.authenticator.served_here(caller)
 
 
 async def tenant_caller(caller: Annotated[Principal, Depends(principal)]) -> Principal:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from warden.registry.service import MAX_BATCH_SIZE, MAX_QUEUE_DELAY_MS, MAX_VERSION
 from warden.tenancy.service import NAME_PATTERN
@@ -92,12 +92,29 @@ class TenantIn(BaseModel):
     )
 
 
+class QuotaModel(BaseModel):
+    """A tenant's quota; ``null`` is unlimited. In a change, a field left out is kept and ``0`` clears a limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rps: float | None = Field(default=None, ge=0)
+    burst: int | None = Field(default=None, ge=0)
+    max_concurrency: int | None = Field(default=None, ge=0)
+    max_queue: int | None = Field(default=None, ge=0)
+    weight: float | None = Field(default=None, gt=0)
+    max_image_bytes: int | None = Field(default=None, ge=0)
+    max_image_pixels: int | None = Field(default=None, ge=0)
+    daily_requests: int | None = Field(default=None, ge=0)
+    isolation: str | None = Field(default=None, pattern="^(shared|dedicated)$")
+
+
 class TenantOut(BaseModel):
     """A tenant."""
 
     name: str
     status: str
     created_at: str
+    quota: QuotaModel | None = None
 
 
 class KeyIn(BaseModel):

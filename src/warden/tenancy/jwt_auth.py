@@ -139,15 +139,16 @@ class Authenticator:
         if self._jwt is not None and looks_like_jwt(credential):
             return None
         caller = self._tenants.cached_principal(credential)
-        return None if caller is None else self._served_here(caller)
+        return None if caller is None else self.served_here(caller)
 
     def authenticate(self, credential: str) -> Principal:
         """The principal of a presented credential."""
         if self._jwt is not None and looks_like_jwt(credential):
-            return self._served_here(self._jwt.authenticate(credential))
-        return self._served_here(self._tenants.authenticate(credential))
+            return self.served_here(self._jwt.authenticate(credential))
+        return self.served_here(self._tenants.authenticate(credential))
 
-    def _served_here(self, caller: Principal) -> Principal:
+    def served_here(self, caller: Principal) -> Principal:
+        """``caller`` unchanged, or ``TenantNotServed`` when this replica serves other tenants."""
         if self._served is not None and caller.tenant_name is not None and caller.tenant_name not in self._served:
             raise TenantNotServed("this replica serves other tenants; send the request to your tenant's endpoint")
         return caller

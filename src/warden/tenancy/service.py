@@ -253,18 +253,23 @@ class TenantService:
             matches = hmac.compare_digest(offered, stored)
             if parsed is None or key is None or not matches or key.revoked_at is not None:
                 raise Unauthenticated("invalid API key")
-            if tenant is not None and tenant.status != ACTIVE:
-                raise Forbidden("the tenant is suspended")
-            principal = Principal(
-                tenant_id=key.tenant_id,
-                tenant_name=tenant.name if tenant else None,
-                key_id=key.key_id,
-                scope=Scope(key.scope),
-                authenticator=API_KEY,
-                quota=_quota(tenant) if tenant is not None else Quota(),
-            )
+            principal = principal_of(key, tenant)
         self._principals.put(key_id, (stored, principal), generation)
         return principal
+
+
+def principal_of(key: ApiKey, tenant: Tenant | None) -> Principal:
+    """The principal of an unrevoked key's row and its tenant's; ``Forbidden`` while the tenant is suspended."""
+    if tenant is not None and tenant.status != ACTIVE:
+        raise Forbidden("the tenant is suspended")
+    return Principal(
+        tenant_id=key.tenant_id,
+        tenant_name=tenant.name if tenant else None,
+        key_id=key.key_id,
+        scope=Scope(key.scope),
+        authenticator=API_KEY,
+        quota=_quota(tenant) if tenant is not None else Quota(),
+    )
 
 
 def _tenant(session: Session, name: str) -> Tenant:

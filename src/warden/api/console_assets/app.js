@@ -1,0 +1,1 @@
+// The Warden console's script.
