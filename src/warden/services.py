@@ -10,6 +10,7 @@ from warden.registry import BlobStore, ModelRegistry
 from warden.settings import Settings
 from warden.storage import Database
 from warden.tenancy import Authenticator, JwtVerifier, TenantService, load_server_secret
+from warden.tenancy.keys import previous_secrets
 from warden.tenancy.sessions import ConsoleSessions
 
 
@@ -53,7 +54,8 @@ def _wire(settings: Settings, db: Database) -> Services:
     db.migrate()
     configured = settings.secret_key.get_secret_value() if settings.secret_key is not None else None
     secret = load_server_secret(settings.data_dir, configured)
-    tenants = TenantService(db, secret, cache_seconds=settings.cache_seconds)
+    previous = previous_secrets([value.get_secret_value() for value in settings.previous_secret_keys])
+    tenants = TenantService(db, secret, cache_seconds=settings.cache_seconds, previous_secrets=previous)
     tenants.bind_secret()
     verifier = None
     if settings.jwt_issuer is not None:
@@ -77,7 +79,7 @@ def _wire(settings: Settings, db: Database) -> Services:
         authenticator=Authenticator(
             tenants, verifier, None if settings.serve_tenants is None else frozenset(settings.serve_tenants)
         ),
-        audit=AuditLog.from_settings(db, settings, secret),
+        audit=AuditLog.from_settings(db, settings, secret, previous),
         approvals=ApprovalService(db),
         console=ConsoleSessions(db, tenants, secret, settings.console_session_seconds),
     )

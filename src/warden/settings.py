@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         default=None,
         description="Server secret keying API-key hashes; default a random key kept in DATA_DIR/secret.key (0600).",
     )
+    previous_secret_keys: list[SecretStr] = Field(
+        default=[],
+        description="Server secrets used before a rotation, as a JSON list: API keys issued under them still "
+        "authenticate and audit checkpoints signed with them still verify; everything new uses "
+        "WARDEN_SECRET_KEY. Drop one once every key issued before the rotation is revoked.",
+    )
     redis_url: str | None = Field(
         default=None,
         description="Redis URL (redis://host:6379/0) for rate limits and daily caps shared by replicas; "

@@ -52,6 +52,7 @@ class AuditLog:
         checkpoint_every: int = 1000,
         max_backlog: int = 100_000,
         clock: Callable[[], datetime] = utc_now,
+        previous_checkpoint_keys: tuple[bytes, ...] = (),
     ) -> None:
         self.db = db
         self.stream = stream
@@ -63,14 +64,21 @@ class AuditLog:
             db, stream, keys.checkpoint, checkpoint_every=checkpoint_every, max_backlog=max_backlog, clock=clock
         )
         self._keys = keys
+        self._previous = previous_checkpoint_keys
         self._clock = clock
 
     @classmethod
-    def from_settings(cls, db: Database, settings: Settings, server_secret: bytes) -> AuditLog:
-        """The audit log the settings describe (stream = replica id), keyed from the server secret."""
+    def from_settings(
+        cls, db: Database, settings: Settings, server_secret: bytes, previous_secrets: tuple[bytes, ...] = ()
+    ) -> AuditLog:
+        """The audit log the settings describe (stream = replica id), keyed from the server secret.
+
+        Checkpoints signed under ``previous_secrets`` (before a rotation) still verify.
+        """
         return cls(
             db,
             AuditKeys.derive(server_secret),
+            previous_checkpoint_keys=tuple(AuditKeys.derive(secret).checkpoint for secret in previous_secrets),
             stream=settings.replica_id,
             durability=settings.audit_durability,
             fail_closed=settings.audit_fail_closed,
@@ -124,7 +132,7 @@ class AuditLog:
 
     def verify(self) -> VerifyReport:
         """Verify every stream (see :mod:`warden.audit.verify`)."""
-        return verify(self.db, self._keys.checkpoint)
+        return verify(self.db, self._keys.checkpoint, self._previous)
 
     def query(
         self, where: AuditFilter | None = None, *, after: Cursor | None = None, limit: int = 100, order: Order = "time"

@@ -114,8 +114,9 @@ class VerifyReport:
         return {"ok": self.ok, "streams": [stream.to_dict() for stream in self.streams]}
 
 
-def verify(db: Database, key: bytes) -> VerifyReport:
-    """Verify every stream in the database with the checkpoint key ``key``."""
+def verify(db: Database, key: bytes, previous: Sequence[bytes] = ()) -> VerifyReport:
+    """Verify every stream in the database with the checkpoint key ``key`` (or a ``previous`` one, from before a
+    rotation of the server secret)."""
     reports = []
     with db.engine.connect() as connection:
         for stream in streams(connection):
@@ -126,7 +127,7 @@ def verify(db: Database, key: bytes) -> VerifyReport:
             # Checkpoints first, records after: a writer appending meanwhile adds records a
             # checkpoint read here may need, never a checkpoint past the records read.
             marks = checkpoints(connection, stream)
-            reports.append(check_stream(stream, records(connection, stream), marks, key, locate))
+            reports.append(check_stream(stream, records(connection, stream), marks, key, locate, previous=previous))
     return VerifyReport(tuple(reports))
 
 
@@ -136,12 +137,14 @@ def check_stream(
     marks: Sequence[StoredCheckpoint],
     key: bytes,
     locate: Locate,
+    *,
+    previous: Sequence[bytes] = (),
 ) -> StreamReport:
     """Verify one stream from its records in seq order and its checkpoints; ``locate`` is used only to diagnose."""
     found: list[tuple[int, int, Problem]] = []  # (seq, rank, problem): chain problems win ties
     valid: list[StoredCheckpoint] = []
     for mark in marks:
-        if mark.stream == stream and signature_valid(key, mark):
+        if mark.stream == stream and any(signature_valid(k, mark) for k in (key, *previous)):
             valid.append(mark)
         else:
             found.append((mark.seq, 1, Problem(mark.seq, ProblemKind.BAD_CHECKPOINT, _forged(mark))))

@@ -57,6 +57,16 @@ def secret_fingerprint(server_secret: bytes) -> str:
     return hmac.new(server_secret, b"warden server secret fingerprint v1", hashlib.sha256).hexdigest()
 
 
+def previous_secrets(configured: list[str]) -> tuple[bytes, ...]:
+    """The secrets of earlier rotations (``WARDEN_PREVIOUS_SECRET_KEYS``), each as long as a secret must be."""
+    values = tuple(value.encode() for value in configured)
+    if any(len(value) < _MIN_SECRET_BYTES for value in values):
+        raise InvalidArgument(
+            f"every WARDEN_PREVIOUS_SECRET_KEYS entry must be at least {_MIN_SECRET_BYTES} characters"
+        )
+    return values
+
+
 def load_server_secret(data_dir: Path, configured: str | None) -> bytes:
     """The server secret: the configured one, else ``DATA_DIR/secret.key`` (created 0600 on first use).
 

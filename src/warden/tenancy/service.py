@@ -70,13 +70,24 @@ def check_name(kind: str, name: str) -> str:
 
 
 class TenantService:
-    """Owns the ``tenants`` and ``api_keys`` tables; every method is one transaction."""
+    """Owns the ``tenants`` and ``api_keys`` tables; every method is one transaction.
 
-    def __init__(self, db: Database, server_secret: bytes, cache_seconds: float = 1.0) -> None:
+    ``previous_secrets`` are the server secrets of earlier rotations: a key issued under one
+    still authenticates (its stored hash was made with it), while new keys use ``server_secret``.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        server_secret: bytes,
+        cache_seconds: float = 1.0,
+        previous_secrets: tuple[bytes, ...] = (),
+    ) -> None:
         self._db = db
         self._secret = server_secret
-        # Successful key lookups, by key id, with the stored hash the presented secret must still match.
-        self._principals: FreshCache[str, tuple[str, Principal]] = FreshCache(cache_seconds)
+        self._secrets = (server_secret, *previous_secrets)
+        # Successful key lookups, by key id: the stored hash, the secret that made it, and the principal.
+        self._principals: FreshCache[str, tuple[str, bytes, Principal]] = FreshCache(cache_seconds)
         # Compared against when a key id is unknown, so unknown and wrong keys cost the same.
         self._decoy_hash = hash_secret(server_secret, "000000000000", "x" * 43)
 
@@ -85,13 +96,19 @@ class TenantService:
 
         Replicas sharing a database must share the secret (``WARDEN_SECRET_KEY``): a replica
         with its own would refuse every key the others issued, so it must not start at all.
+        A rotation is the one change allowed: when the recorded fingerprint is that of one of
+        the previous secrets, the current secret's takes its place.
         """
         fingerprint = secret_fingerprint(self._secret)
+        earlier = {secret_fingerprint(secret) for secret in self._secrets[1:]}
         try:
             with self._db.session() as session:
                 stored = session.get(ServerMeta, _SECRET_FINGERPRINT)
                 if stored is None:
                     session.add(ServerMeta(name=_SECRET_FINGERPRINT, value=fingerprint))
+                    return
+                if stored.value in earlier:
+                    stored.value = fingerprint
                     return
         except IntegrityError:  # another replica recorded its fingerprint first
             with self._db.session() as session:
@@ -99,7 +116,8 @@ class TenantService:
         if stored is None or not hmac.compare_digest(stored.value, fingerprint):
             raise SecretMismatch(
                 "this server secret is not the one this database was first used with; replicas sharing a "
-                "database must share WARDEN_SECRET_KEY (or one data directory)"
+                "database must share WARDEN_SECRET_KEY (or one data directory); after a rotation, list the "
+                "old secret in WARDEN_PREVIOUS_SECRET_KEYS"
             )
 
     def create_tenant(self, name: str, quota: Quota | None = None) -> TenantView:
@@ -232,8 +250,8 @@ class TenantService:
         cached = self._principals.get(parsed[0]) if parsed is not None else None
         if parsed is None or cached is None:
             return None
-        stored, principal = cached
-        return principal if hmac.compare_digest(hash_secret(self._secret, *parsed), stored) else None
+        stored, secret, principal = cached
+        return principal if hmac.compare_digest(hash_secret(secret, *parsed), stored) else None
 
     def authenticate(self, presented: str) -> Principal:
         """Turn a presented API key into a principal, or raise ``Unauthenticated`` / ``Forbidden``.
@@ -242,7 +260,6 @@ class TenantService:
         """
         parsed = parse_key(presented)
         key_id, secret = parsed if parsed is not None else ("000000000000", "x" * 43)
-        offered = hash_secret(self._secret, key_id, secret)
         generation = self._principals.generation()
         with self._db.session() as session:
             row = session.execute(
@@ -250,11 +267,12 @@ class TenantService:
             ).first()
             key, tenant = (row[0], row[1]) if row is not None else (None, None)
             stored = key.secret_hash if key is not None else self._decoy_hash
-            matches = hmac.compare_digest(offered, stored)
-            if parsed is None or key is None or not matches or key.revoked_at is not None:
+            # Every secret is tried, whichever matches, so a key's age does not show in the time taken.
+            matched = [s for s in self._secrets if hmac.compare_digest(hash_secret(s, key_id, secret), stored)]
+            if parsed is None or key is None or not matched or key.revoked_at is not None:
                 raise Unauthenticated("invalid API key")
             principal = principal_of(key, tenant)
-        self._principals.put(key_id, (stored, principal), generation)
+        self._principals.put(key_id, (stored, matched[0], principal), generation)
         return principal
 
 
