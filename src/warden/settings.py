@@ -159,6 +159,12 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `warden serve` listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `warden serve` listens on.")
+    trusted_proxies: list[str] = Field(
+        default=[],
+        description="Addresses of reverse proxies (a JSON list of IPs or CIDRs) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed: the client address audited, and HTTPS for the console's Secure cookie. "
+        "Empty: forwarded headers are ignored.",
+    )
     console_session_seconds: int = Field(
         default=3600,
         ge=60,

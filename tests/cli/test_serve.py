@@ -16,6 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
+
+from warden.services import open_services
+from warden.settings import Settings
+from warden.tenancy import Scope
 
 WARDEN = Path(sys.executable).with_name("warden")
 
@@ -105,3 +110,24 @@ def test_warden_serve_answers_health_and_refuses_unknown_settings(tmp_path: Path
     )
     assert bad.returncode == 2
     assert "unknown setting WARDEN_BOGUS" in bad.stderr
+
+
+@pytest.mark.parametrize(("trusted", "secure"), [(None, False), ('["127.0.0.1"]', True)])
+def test_forwarded_https_counts_only_from_a_trusted_proxy(tmp_path: Path, trusted: str | None, secure: bool) -> None:
+    data_dir = tmp_path / "data"
+    services = open_services(Settings(data_dir=data_dir))
+    try:
+        key = services.tenants.create_key(None, Scope.ADMIN).key
+    finally:
+        services.close()
+    port = free_port()
+    env = {**os.environ, "WARDEN_DATA_DIR": str(data_dir)}
+    if trusted is not None:
+        env["WARDEN_TRUSTED_PROXIES"] = trusted
+    with running(["serve", "--port", str(port)], env) as lines:
+        wait_for(lines, "Uvicorn running")
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/console/session", json={"key": key}, headers={"X-Forwarded-Proto": "https"}
+        )
+    assert answer.status_code == 200, answer.text
+    assert ("Secure" in answer.headers["set-cookie"]) is secure
