@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from warden.deploy.options import EgressTarget, KubernetesOptions, Tenant
+from warden.policy.kubernetes import restricted_container_security
 
 __all__ = [
     "CONTAINER_PORT",
@@ -175,13 +176,7 @@ def _container(options: KubernetesOptions, tenant: Tenant | None) -> dict[str, A
         "startupProbe": probe("/v2/health/live", 2, 60),
         "livenessProbe": probe("/v2/health/live", 10, 3),
         "readinessProbe": probe("/v2/health/ready", 5, 3),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_container_security(),
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir of the pod's own
             {"name": "data", "mountPath": DATA_DIR},

@@ -36,6 +36,7 @@ import yaml
 from warden.errors import InvalidArgument
 from warden.jobs.images import ImageRef
 from warden.jobs.sandbox import DEFAULT_ENV
+from warden.policy.kubernetes import restricted_container_security
 
 __all__ = [
     "APPROVAL_ANNOTATION",
@@ -147,13 +148,7 @@ def build_manifest(job: KubernetesJob) -> dict[str, Any]:
         "workingDir": "/output",
         "env": [{"name": key, "value": value} for key, value in {**DEFAULT_ENV, **job.env}.items()],
         "resources": {"requests": dict(resources), "limits": dict(resources)},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_container_security(),
         "volumeMounts": mounts,
     }
     pod_spec = {

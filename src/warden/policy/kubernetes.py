@@ -46,6 +46,20 @@ _SECCOMP_ANNOTATIONS: Final = (
 _CONFINED_TYPES: Final = frozenset({"RuntimeDefault", "Localhost"})
 
 
+def restricted_container_security() -> dict[str, Any]:
+    """A container ``securityContext`` that meets Pod Security "restricted" (with a pod-level seccomp profile).
+
+    One definition for every manifest Warden writes (its own Deployment, training Jobs).
+    """
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def _map(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
