@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -56,19 +57,38 @@ def test_a_rotation_keeps_old_keys_and_checkpoints_valid_while_the_old_secret_is
             assert during.tenants.authenticate(new_key).tenant_name == "acme"
             audit_something(during)
             assert during.audit.verify().ok
+            # Retention reads checkpoints of both secrets too: the records from before the rotation go.
+            pruned = during.audit.prune(datetime.now(UTC) + timedelta(days=1))
+            assert pruned.cuts
+            assert during.audit.verify().ok
+            audit_something(during)
         finally:
             during.close()
 
         with pytest.raises(SecretMismatch):
             opened(tmp_path, url, OLD)  # the rotation is recorded: the old secret no longer starts a replica
 
-        after = opened(tmp_path, url, NEW)  # the old secret dropped
+        after = opened(tmp_path, url, NEW)  # the old secret dropped, once the records it signed were pruned
         try:
             with pytest.raises(Unauthenticated):
                 after.tenants.authenticate(old_key)
             assert after.tenants.authenticate(new_key).tenant_name == "acme"
+            assert after.audit.verify().ok
+        finally:
+            after.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dropping_the_old_secret_while_its_checkpoints_remain_fails_verification(backend: str, tmp_path: Path) -> None:
+    with database_url(backend, tmp_path) as url:
+        before = opened(tmp_path, url, OLD)
+        audit_something(before)
+        before.close()
+        opened(tmp_path, url, NEW, [OLD]).close()  # the rotation
+        after = opened(tmp_path, url, NEW)
+        try:
             report = after.audit.verify()
-            assert not report.ok  # checkpoints signed under the dropped secret can no longer be checked
+            assert not report.ok
             assert {stream.problem.kind.value for stream in report.streams if stream.problem} == {"bad_checkpoint"}
         finally:
             after.close()

@@ -150,4 +150,4 @@ class AuditLog:
 
     def prune(self, older_than: datetime) -> PruneReport:
         """Remove records older than ``older_than`` behind signed cuts (see :mod:`warden.audit.retention`)."""
-        return prune(self.db, self._keys.checkpoint, older_than, clock=self._clock)
+        return prune(self.db, self._keys.checkpoint, older_than, clock=self._clock, previous=self._previous)

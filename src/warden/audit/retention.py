@@ -10,12 +10,12 @@ up to the cut is not pruned: that would destroy the evidence.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, delete, func, select
 
 from warden.audit.chain import CheckpointKind
 from warden.audit.events import utc_now
@@ -33,7 +33,7 @@ from warden.audit.store import (
 from warden.audit.verify import check_stream
 from warden.errors import InvalidArgument, StorageCorrupt
 from warden.storage import Database
-from warden.storage.tables import AuditRecord
+from warden.storage.tables import AuditCheckpoint, AuditRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,23 +70,35 @@ class PruneReport:
         }
 
 
-def prune(db: Database, key: bytes, older_than: datetime, *, clock: Callable[[], datetime] = utc_now) -> PruneReport:
-    """Remove every stream's records older than ``older_than`` behind a signed cut; ``StorageCorrupt`` if tampered."""
+def prune(
+    db: Database,
+    key: bytes,
+    older_than: datetime,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    previous: Sequence[bytes] = (),
+) -> PruneReport:
+    """Remove every stream's records older than ``older_than`` behind a cut signed with ``key``.
+
+    ``StorageCorrupt`` if tampered; checkpoints signed with a ``previous`` key (from before a rotation
+    of the server secret) count as valid, as ``verify`` counts them.
+    """
     if older_than.tzinfo is None:
         raise InvalidArgument("older_than must be a timezone-aware datetime")
     with db.engine.connect() as connection:
         names = streams(connection)
     cuts = []
     for stream in names:
-        cut = _prune_stream(db, key, stream, older_than, clock)
+        cut = _prune_stream(db, (key, *previous), stream, older_than, clock)
         if cut is not None:
             cuts.append(cut)
     return PruneReport(older_than, tuple(cuts))
 
 
 def _prune_stream(
-    db: Database, key: bytes, stream: str, older_than: datetime, clock: Callable[[], datetime]
+    db: Database, keys: tuple[bytes, ...], stream: str, older_than: datetime, clock: Callable[[], datetime]
 ) -> StreamCut | None:
+    key = keys[0]
     with db.engine.connect() as connection:  # verify first, outside the (short) writing transaction
         cut = _cut_point(connection, stream, older_than)
         if cut is None:
@@ -97,6 +109,7 @@ def _prune_stream(
             checkpoints(connection, stream),
             key,
             lambda hash_: seqs_with_hash(connection, stream, hash_),
+            previous=keys[1:],
         )
     if report.problem is not None and report.problem.seq <= cut[0]:
         problem = report.problem
@@ -110,6 +123,10 @@ def _prune_stream(
             raise StorageCorrupt(f"audit stream {stream!r} changed below the cut while pruning; not pruned")
         add_checkpoint(connection, key, stream=stream, seq=cut[0], hash_=cut[1], kind=CheckpointKind.CUT, now=clock())
         removed = delete_through(connection, stream, cut[0])
+        # Checkpoints below the new cut vouch for records that are gone; the cut supersedes them.
+        connection.execute(
+            delete(AuditCheckpoint).where(AuditCheckpoint.stream == stream, AuditCheckpoint.seq < cut[0])
+        )
     return StreamCut(stream, cut[0], removed)
 
 
