@@ -24,6 +24,9 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, text
 
 from tests.api.conftest import tiny_graph
 from tests.audit.test_server_crash import wait_ready
@@ -33,6 +36,7 @@ from warden.audit import AuditFilter
 from warden.samples import SAMPLE_IMAGE
 from warden.services import open_services
 from warden.settings import Settings
+from warden.storage import Base
 from warden.tenancy import Quota, Scope
 
 WARDEN = Path(sys.executable).with_name("warden")
@@ -143,6 +147,13 @@ def test_when_replicas_start_together_then_the_schema_is_migrated_once_and_all_a
     for url in cluster.urls:
         assert httpx.get(f"{url}/v2/health/ready", timeout=5).status_code == 200
     assert all(process.poll() is None for process in cluster.processes)
+    engine = create_engine(cluster.env["WARDEN_DATABASE_URL"])
+    try:
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    finally:
+        engine.dispose()
 
 
 def test_a_model_pushed_through_one_replica_is_served_by_all(cluster: Cluster) -> None:
