@@ -3,11 +3,14 @@ installs a working Warden in a clean virtual environment (from PyPI, as the imag
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -20,6 +23,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 LOCKCHECK = ROOT / "scripts" / "lockcheck.py"
 GROUPS = ("runtime", "dev", "build")
 PYPI = "https://pypi.org/simple/pip/"
@@ -280,41 +284,65 @@ def _run(command: list[str | Path], environment: dict[str, str], timeout: int = 
     return result.stdout
 
 
-def test_the_runtime_lock_alone_installs_a_working_warden_in_a_clean_venv(tmp_path: Path) -> None:
+def _health_check_command() -> list[str]:
+    """The Dockerfile's HEALTHCHECK, as its exec form lists it."""
+    text = DOCKERFILE.read_text()
+    match = re.search(r"CMD (\[.*\])", text[text.index("\nHEALTHCHECK ") :])
+    assert match is not None
+    command: list[str] = json.loads(match.group(1))
+    return command
+
+
+def test_the_runtime_lock_alone_installs_a_working_warden_laid_out_as_the_image_lays_it_out(tmp_path: Path) -> None:
+    """As deploy/Dockerfile does: locked build tools in a venv, the runtime lock into a plain directory, Warden's
+    wheel into another, run by a Python 3.11 that knows them only through PYTHONPATH; then its health check."""
     unreachable = _pypi_unreachable()
     if unreachable:
         pytest.skip(f"PYPI UNREACHABLE ({unreachable}): the runtime lock's completeness was NOT checked")
     environment = _clean_environment(tmp_path)
-    runtime, build, source = tmp_path / "runtime", tmp_path / "build", tmp_path / "source"
+    build, source, lib, app = tmp_path / "build", tmp_path / "source", tmp_path / "lib", tmp_path / "app"
     wheels_only = ["--require-hashes", "--only-binary=:all:"]
-    _run([sys.executable, "-m", "venv", runtime], environment)
+    pip = [build / "bin/python", "-m", "pip"]
     _run([sys.executable, "-m", "venv", build], environment)
-    _run(
-        [runtime / "bin/python", "-m", "pip", "install", *wheels_only, "-r", ROOT / "requirements/runtime.txt"],
-        environment,
-    )
-    _run(
-        [build / "bin/python", "-m", "pip", "install", *wheels_only, "-r", ROOT / "requirements/build.txt"], environment
-    )
+    _run([*pip, "install", *wheels_only, "-r", ROOT / "requirements/build.txt"], environment)
+    _run([*pip, "install", *wheels_only, "--target", lib, "-r", ROOT / "requirements/runtime.txt"], environment)
+    shutil.rmtree(lib / "bin", ignore_errors=True)
     # What deploy/Dockerfile copies into its build stage, and nothing else.
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    wheel_command: list[str | Path] = [
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "--wheel-dir",
-        tmp_path / "dist",
-    ]
-    _run([build / "bin/python", *wheel_command, source], environment)
+    _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", tmp_path / "dist", source], environment)
     (wheel,) = (tmp_path / "dist").glob("warden-*.whl")
-    _run([runtime / "bin/python", "-m", "pip", "install", "--no-deps", wheel], environment)
-    assert "No broken requirements" in _run([runtime / "bin/python", "-m", "pip", "check"], environment)
-    _run([runtime / "bin/python", "-c", "import warden.api.app, warden.cli.main"], environment)
+    _run([*pip, "install", "--no-deps", "--target", app, wheel], environment)
+
+    # Debian's own 3.11 where the machine has it (distroless runs Debian 12's), else this one; -s: no user site.
+    python = "/usr/bin/python3.11" if Path("/usr/bin/python3.11").exists() else sys.executable
+    image = environment | {
+        "PYTHONPATH": f"{app}:{lib}",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "WARDEN_DATA_DIR": str(tmp_path / "data"),
+        "WARDEN_PORT": str(_free_port()),
+    }
+    _run([python, "-s", "-c", "import warden.api.app, warden.cli.main"], image)
     project = pyproject()["project"]
     assert isinstance(project, dict)
-    assert _run([runtime / "bin/warden", "--version"], environment).strip() == project["version"]
+    assert _run([python, "-s", app / "bin/warden", "--version"], image).strip() == project["version"]
+    server = subprocess.Popen([python, "-s", app / "bin/warden", "serve"], env=image)
+    try:
+        check = [python if part == "/usr/bin/python3" else part for part in _health_check_command()]
+        check = [part.replace("8080", image["WARDEN_PORT"]) for part in check]
+        deadline = time.monotonic() + 120
+        while subprocess.run(check, env=image, capture_output=True, check=False).returncode != 0:
+            assert server.poll() is None, "warden serve exited"
+            assert time.monotonic() < deadline, "the health check never passed"
+            time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
