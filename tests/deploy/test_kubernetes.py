@@ -9,6 +9,7 @@ whose metadata and HPA behaviour refer to Kubernetes' own definitions from the s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from importlib import resources
@@ -20,8 +21,17 @@ import pytest
 import yaml
 from referencing import Registry, Resource
 
-from warden.deploy import KubernetesOptions, ManifestFile, parse_egress, parse_gpu, parse_quota, render
-from warden.deploy.kubernetes import CONTAINER_PORT, SECRET_KEYS, UID
+from warden.deploy import (
+    Autoscaler,
+    KubernetesOptions,
+    ManifestFile,
+    parse_egress,
+    parse_gpu,
+    parse_nfs,
+    parse_quota,
+    render,
+)
+from warden.deploy.kubernetes import CONTAINER_PORT, OPTIONAL_SECRET_KEYS, SECRET_KEYS, UID
 from warden.deploy.options import tenants_from_options
 from warden.jobs.images import parse_image
 from warden.policy import Profile, check_text
@@ -33,6 +43,8 @@ kubernetes_validate = pytest.importorskip(
 )
 
 IMAGE = parse_image("registry.example/warden:0.1.0@sha256:" + "ab" * 32)
+GPU_IMAGE = parse_image("registry.example/warden-gpu:0.1.0@sha256:" + "ac" * 32)
+NFS = parse_nfs("nfs.example.internal:/srv/warden-models")
 KEDA_SCHEMA = Path(__file__).parent / "data" / "keda-scaledobject-v1alpha1.json"
 VERSIONS = ["latest", "1.30.0", "1.31.0", "1.32.0", "1.33.0"]
 
@@ -50,7 +62,10 @@ SAMPLES = {
             [parse_quota("beta=cpu:8,memory:32Gi,pods:6,storage:100Gi")],
         ),
         tenant_replicas=2,
+        model_store_nfs=NFS,
+        gpu_image=GPU_IMAGE,
     ),
+    "KEDA, NFS store, no tenants": options(autoscaler=Autoscaler.KEDA, model_store_nfs=parse_nfs("10.0.3.7:/models")),
     "backends by CIDR, one replica, small": options(
         replicas=1,
         max_replicas=1,
@@ -135,7 +150,7 @@ def test_the_policy_check_does_see_the_workloads_it_passes() -> None:
     ],
 )
 def test_the_keda_schema_would_catch_a_mistake(path: list[str | int], value: object) -> None:
-    scaled = find(render(options()), "ScaledObject")
+    scaled = find(render(options(autoscaler=Autoscaler.KEDA)), "ScaledObject")
     keda_validator(kubernetes_validate.latest_version()).validate(scaled)
     target: Any = scaled
     for key in path[:-1]:
@@ -150,6 +165,26 @@ def test_the_kubernetes_schema_would_catch_a_mistake() -> None:
     deployment["spec"]["template"]["spec"]["containers"][0]["securityContext"]["readOnlyRootFileSystem"] = True
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (["spec", "nfs", "sever"], "nfs.example.internal"),  # a misspelt field
+        (["spec", "persistentVolumeReclaimPolicy"], {"policy": "Retain"}),
+        (["spec", "claimRef", "namespaces"], "warden"),
+        (["metadata", "namespace"], 1),
+    ],
+)
+def test_the_kubernetes_schema_would_catch_a_mistake_in_the_nfs_volume(path: list[str], value: object) -> None:
+    volume = find(render(options(model_store_nfs=NFS)), "PersistentVolume", namespace=None)
+    kubernetes_validate.validate(volume, kubernetes_validate.latest_version(), strict=True)
+    target: Any = volume
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(volume, kubernetes_validate.latest_version(), strict=True)
 
 
 def test_the_namespace_enforces_audits_and_warns_at_pod_security_restricted() -> None:
@@ -199,7 +234,7 @@ def test_probes_ask_the_health_endpoints_on_port_8080() -> None:
     assert container["startupProbe"]["httpGet"]["path"] == "/v2/health/live"
 
 
-def test_tmp_and_data_are_empty_dirs_and_the_model_store_is_one_shared_claim() -> None:
+def test_tmp_and_data_are_empty_dirs_and_without_nfs_the_model_store_is_one_provisioned_claim() -> None:
     files = render(options(storage_class="cephfs"))
     spec = pod(files)
     mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
@@ -213,6 +248,60 @@ def test_tmp_and_data_are_empty_dirs_and_the_model_store_is_one_shared_claim() -
     assert pvc["metadata"]["name"] == claim
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     assert pvc["spec"]["storageClassName"] == "cephfs"
+    assert "volumeName" not in pvc["spec"]
+    assert "PersistentVolume" not in {d["kind"] for d in documents(files)}
+
+
+@pytest.mark.parametrize("namespace", ["warden", "warden-acme", "warden-beta", "warden-cpu-only"])
+def test_with_nfs_each_namespace_claim_is_bound_to_a_retained_volume_of_its_own_on_the_one_export(
+    namespace: str,
+) -> None:
+    files = render(SAMPLES["tenants with GPUs and MIG"])
+    claim = find(files, "PersistentVolumeClaim", namespace)
+    mounted = {v["name"]: v for v in pod(files, namespace)["volumes"]}["models"]["persistentVolumeClaim"]
+    volumes = {d["metadata"]["name"]: d for d in documents(files) if d["kind"] == "PersistentVolume"}
+    volume = volumes[claim["spec"]["volumeName"]]
+
+    assert mounted["claimName"] == claim["metadata"]["name"]
+    assert claim["spec"]["storageClassName"] == ""
+    assert volume["spec"]["claimRef"] == {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "namespace": namespace,
+        "name": claim["metadata"]["name"],
+    }
+    assert volume["spec"]["nfs"] == {"server": "nfs.example.internal", "path": "/srv/warden-models"}
+    assert volume["spec"]["accessModes"] == claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    assert volume["spec"]["storageClassName"] == ""
+    assert volume["spec"]["capacity"]["storage"] == claim["spec"]["resources"]["requests"]["storage"]
+    assert "namespace" not in volume["metadata"]  # a PersistentVolume is cluster-scoped
+
+
+def test_with_nfs_every_namespace_has_one_volume_and_their_names_differ() -> None:
+    files = render(SAMPLES["tenants with GPUs and MIG"])
+    volumes = [d for d in documents(files) if d["kind"] == "PersistentVolume"]
+    claimed = sorted(v["spec"]["claimRef"]["namespace"] for v in volumes)
+    assert claimed == ["warden", "warden-acme", "warden-beta", "warden-cpu-only"]
+    assert len({v["metadata"]["name"] for v in volumes}) == len(volumes)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "image", "device"),
+    [
+        ("warden", IMAGE, "cpu"),
+        ("warden-acme", GPU_IMAGE, "cuda"),
+        ("warden-beta", GPU_IMAGE, "cuda"),
+        ("warden-cpu-only", IMAGE, "cpu"),
+    ],
+)
+def test_the_deployments_of_tenants_with_gpus_run_the_gpu_image_and_the_others_the_standard_one(
+    namespace: str, image: object, device: str
+) -> None:
+    files = render(SAMPLES["tenants with GPUs and MIG"])
+    (container,) = pod(files, namespace)["containers"]
+    assert container["image"] == str(image)
+    assert find(files, "ConfigMap", namespace)["data"]["WARDEN_DEVICE"] == device
 
 
 def test_replicas_keep_apart_and_spread_over_zones() -> None:
@@ -229,9 +318,25 @@ def test_settings_come_from_the_configmap_and_secrets_only_by_reference() -> Non
     (container,) = pod(render(options(secret_name=secret)))["containers"]
     assert container["envFrom"] == [{"configMapRef": {"name": "warden"}}]
     assert {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]} == {
-        key: {"name": secret, "key": key} for key in SECRET_KEYS
+        "WARDEN_SECRET_KEY": {"name": secret, "key": "WARDEN_SECRET_KEY"},
+        "WARDEN_DATABASE_URL": {"name": secret, "key": "WARDEN_DATABASE_URL"},
+        "WARDEN_REDIS_URL": {"name": secret, "key": "WARDEN_REDIS_URL"},
+        "WARDEN_PREVIOUS_SECRET_KEYS": {"name": secret, "key": "WARDEN_PREVIOUS_SECRET_KEYS", "optional": True},
     }
     assert set(SECRET_KEYS) == {"WARDEN_SECRET_KEY", "WARDEN_DATABASE_URL", "WARDEN_REDIS_URL"}
+    assert OPTIONAL_SECRET_KEYS == ("WARDEN_PREVIOUS_SECRET_KEYS",)
+
+
+@pytest.mark.parametrize("namespace", ["warden", "warden-acme", "warden-cpu-only"])
+def test_the_secrets_a_rotation_replaced_come_from_the_secret_if_it_has_them_and_never_from_the_configmap(
+    namespace: str,
+) -> None:
+    files = render(SAMPLES["tenants with GPUs and MIG"])
+    (container,) = pod(files, namespace)["containers"]
+    (previous,) = [e for e in container["env"] if e["name"] == "WARDEN_PREVIOUS_SECRET_KEYS"]
+    assert previous["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert all(e["valueFrom"]["secretKeyRef"].get("optional") is None for e in container["env"] if e is not previous)
+    assert "WARDEN_PREVIOUS_SECRET_KEYS" not in find(files, "ConfigMap", namespace)["data"]
 
 
 def test_no_secret_object_is_rendered() -> None:
@@ -244,7 +349,7 @@ def test_the_configmap_and_the_secret_keys_make_settings_warden_accepts(
     namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = find(render(SAMPLES["tenants with GPUs and MIG"]), "ConfigMap", namespace)["data"]
-    for name in list(config) + list(SECRET_KEYS):
+    for name in list(config) + list(SECRET_KEYS) + list(OPTIONAL_SECRET_KEYS):
         assert name.removeprefix("WARDEN_").lower() in Settings.model_fields, name
     for name in [name for name in os.environ if name.upper().startswith("WARDEN_")]:
         monkeypatch.delenv(name)
@@ -253,18 +358,28 @@ def test_the_configmap_and_the_secret_keys_make_settings_warden_accepts(
     monkeypatch.setenv("WARDEN_SECRET_KEY", "x" * 32)
     monkeypatch.setenv("WARDEN_DATABASE_URL", "postgresql+psycopg://warden@db:5432/warden")
     monkeypatch.setenv("WARDEN_REDIS_URL", "redis://redis:6379/0")
+    monkeypatch.setenv("WARDEN_PREVIOUS_SECRET_KEYS", '["' + "y" * 32 + '"]')  # a line of the --from-env-file file
     settings = load_settings()
+    assert [key.get_secret_value() for key in settings.previous_secret_keys] == ["y" * 32]
     assert settings.port == CONTAINER_PORT
     assert settings.host == "0.0.0.0"  # noqa: S104
     assert settings.log_format == "json"
     assert str(settings.model_store) == config["WARDEN_MODEL_STORE"]
 
 
-def test_the_service_the_pdb_and_the_autoscalers_select_or_target_the_deployment() -> None:
+@pytest.mark.parametrize("sample", SAMPLES.values(), ids=SAMPLES.keys())
+def test_the_shared_deployment_leaves_its_replicas_to_the_autoscaler(sample: KubernetesOptions) -> None:
+    files = render(sample)
+    assert "replicas" not in find(files, "Deployment", sample.namespace)["spec"]
+    (scaler,) = [d for d in documents(files) if d["kind"] in {"HorizontalPodAutoscaler", "ScaledObject"}]
+    floor = scaler["spec"].get("minReplicas", scaler["spec"].get("minReplicaCount"))
+    assert floor == sample.replicas
+
+
+def test_the_service_the_pdb_and_the_autoscaler_select_or_target_the_deployment() -> None:
     files = render(options(replicas=3, max_replicas=12, queue_target=8))
     deployment = find(files, "Deployment")
     pods = deployment["spec"]["selector"]["matchLabels"]
-    assert deployment["spec"]["replicas"] == 3
     assert pods.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     assert find(files, "Service")["spec"]["selector"] == pods
     assert find(files, "Service")["spec"]["ports"][0]["targetPort"] == "http"
@@ -283,10 +398,21 @@ def test_the_service_the_pdb_and_the_autoscalers_select_or_target_the_deployment
     }
 
 
-def test_the_keda_scaledobject_sums_the_queue_gauge_and_adopts_the_hpa() -> None:
-    files = render(options(namespace="inference", prometheus_url="http://prom.monitoring:9090", queue_target=5))
-    scaled = find(files, "ScaledObject", "inference")
-    hpa = find(files, "HorizontalPodAutoscaler", "inference")
+@pytest.mark.parametrize(
+    ("autoscaler", "kind"),
+    [(Autoscaler.HPA, "HorizontalPodAutoscaler"), (Autoscaler.KEDA, "ScaledObject")],
+)
+def test_exactly_one_autoscaler_is_rendered_the_one_chosen(autoscaler: Autoscaler, kind: str) -> None:
+    sample = SAMPLES["tenants with GPUs and MIG"]
+    files = render(dataclasses.replace(sample, autoscaler=autoscaler))
+    kinds = [d["kind"] for d in documents(files)]
+    assert [k for k in kinds if k in {"HorizontalPodAutoscaler", "ScaledObject"}] == [kind]
+
+
+def test_the_keda_scaledobject_sums_the_queue_gauge_like_the_hpa_and_adopts_nothing() -> None:
+    changes = {"namespace": "inference", "prometheus_url": "http://prom.monitoring:9090", "queue_target": 5}
+    scaled = find(render(options(autoscaler=Autoscaler.KEDA, **changes)), "ScaledObject", "inference")
+    hpa = find(render(options(**changes)), "HorizontalPodAutoscaler", "inference")
     (trigger,) = scaled["spec"]["triggers"]
 
     assert trigger["type"] == "prometheus"
@@ -294,8 +420,9 @@ def test_the_keda_scaledobject_sums_the_queue_gauge_and_adopts_the_hpa() -> None
     assert trigger["metadata"]["query"] == 'sum(warden_scheduler_queued{namespace="inference"})'
     assert trigger["metadata"]["threshold"] == "5"
     assert scaled["spec"]["scaleTargetRef"] == hpa["spec"]["scaleTargetRef"]
-    assert scaled["metadata"]["annotations"]["scaledobject.keda.sh/transfer-hpa-ownership"] == "true"
-    assert scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["name"] == hpa["metadata"]["name"]
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (2, 10)
+    assert scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"] == {"behavior": hpa["spec"]["behavior"]}
+    assert "annotations" not in scaled["metadata"]  # no scaledobject.keda.sh/transfer-hpa-ownership
 
 
 def test_the_network_policy_admits_only_the_gateway_and_reaches_only_the_backends_and_dns() -> None:

@@ -12,10 +12,12 @@ from warden.deploy import (
     EgressTarget,
     GpuRequest,
     KubernetesOptions,
+    NfsExport,
     Quota,
     Tenant,
     parse_egress,
     parse_gpu,
+    parse_nfs,
     parse_quota,
     tenants_from_options,
 )
@@ -24,6 +26,8 @@ from warden.errors import InvalidArgument
 from warden.jobs.images import parse_image
 
 IMAGE = parse_image("registry.example/warden@sha256:" + "cd" * 32)
+GPU_IMAGE = parse_image("registry.example/warden-gpu@sha256:" + "ce" * 32)
+NFS = NfsExport("nfs.example.internal", "/srv/warden-models")
 
 
 def options(**changes: Any) -> KubernetesOptions:
@@ -57,6 +61,15 @@ def options(**changes: Any) -> KubernetesOptions:
         ({"prometheus_url": "ftp://prometheus"}, "--prometheus-url"),
         ({"tenants": (Tenant("acme"), Tenant("acme"))}, "named twice"),
         ({"namespace": "warden-acme", "tenants": (Tenant("acme"),)}, "would share the namespace"),
+        ({"tenants": (Tenant("acme"),)}, "give --model-store-nfs SERVER:/PATH"),
+        ({"tenants": (Tenant("acme"),)}, "a separate, empty volume"),
+        ({"tenants": (Tenant("acme", gpu=GpuRequest(1)),), "model_store_nfs": NFS}, "give --gpu-image"),
+        ({"tenants": (Tenant("acme", gpu=GpuRequest(1)),), "model_store_nfs": NFS}, "onnxruntime is CPU-only"),
+        (
+            {"tenants": (Tenant("a"), Tenant("b", gpu=GpuRequest(1, "1g.10gb"))), "model_store_nfs": NFS},
+            "--gpu: tenant(s) b run on GPUs",
+        ),
+        ({"model_store_nfs": NFS, "storage_class": "nfs-client"}, "--storage-class"),
     ],
 )
 def test_when_an_option_is_out_of_range_then_it_is_refused_with_a_clear_message(
@@ -170,8 +183,72 @@ def test_when_a_quota_cannot_hold_the_tenants_replicas_then_it_is_refused(quota:
 
 def test_a_quota_exactly_at_what_the_replicas_need_is_accepted() -> None:
     quota = Quota(cpu="4", memory="8Gi", pods=2, storage="20Gi")
-    built = options(tenants=(Tenant("acme", quota=quota),), tenant_replicas=2)
+    built = options(tenants=(Tenant("acme", quota=quota),), tenant_replicas=2, model_store_nfs=NFS)
     assert built.tenants[0].quota == quota
+
+
+def test_tenants_with_the_nfs_store_and_gpus_with_the_gpu_image_are_accepted() -> None:
+    built = options(
+        tenants=(Tenant("acme", gpu=GpuRequest(1)), Tenant("beta")), model_store_nfs=NFS, gpu_image=GPU_IMAGE
+    )
+    assert [t.name for t in built.tenants] == ["acme", "beta"]
+
+
+@pytest.mark.parametrize(
+    ("tenant", "image"),
+    [
+        (None, IMAGE),
+        (Tenant("beta"), IMAGE),
+        (Tenant("acme", gpu=GpuRequest(1)), GPU_IMAGE),
+        (Tenant("acme", gpu=GpuRequest(2, "1g.10gb")), GPU_IMAGE),
+    ],
+)
+def test_only_tenants_with_gpus_run_the_gpu_image(tenant: Tenant | None, image: object) -> None:
+    built = options(
+        tenants=(Tenant("acme", gpu=GpuRequest(1)), Tenant("beta")), model_store_nfs=NFS, gpu_image=GPU_IMAGE
+    )
+    assert built.image_for(tenant) == image
+
+
+@pytest.mark.parametrize(
+    ("text", "server", "path"),
+    [
+        ("nfs.example.internal:/srv/warden-models", "nfs.example.internal", "/srv/warden-models"),
+        ("NFS-1.Example.com:/exports/models/", "NFS-1.Example.com", "/exports/models/"),
+        ("filer:/", "filer", "/"),
+        ("10.0.3.7:/vol/warden_models", "10.0.3.7", "/vol/warden_models"),
+        (" nas01:/a/b.c/d-e ", "nas01", "/a/b.c/d-e"),
+    ],
+)
+def test_the_nfs_store_is_a_server_and_an_absolute_export_path(text: str, server: str, path: str) -> None:
+    assert parse_nfs(text) == NfsExport(server, path)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("nfs.example.internal", "not of the form SERVER:/PATH"),
+        ("nfs.example.internal:srv/models", "not of the form SERVER:/PATH"),
+        (":/srv/models", "not of the form SERVER:/PATH"),
+        ("/srv/models", "not of the form SERVER:/PATH"),
+        ("nfs_server:/srv/models", "'nfs_server' is not a host name or an IPv4 address"),
+        ("nfs.example..internal:/srv", "is not a host name"),
+        ("-nfs:/srv", "is not a host name"),
+        ("nfs.example.internal.:/srv", "is not a host name"),
+        ("10.0.3.999:/srv", "is not a host name"),
+        (f"{'a' * 64}.example:/srv", "is not a host name"),
+        ("fd00::7:/srv/models", "'fd00::7' is an IPv6 address"),
+        ("[fd00::7]:/srv/models", "is an IPv6 address"),
+        ("nfs:/srv/../etc", "not an absolute export path"),
+        ("nfs:/srv/./models", "not an absolute export path"),
+        ("nfs:/srv/warden models", "not an absolute export path"),
+        ("nfs:/srv/models,rw", "not an absolute export path"),
+        ("nfs:/srv/a:/b", "not an absolute export path"),
+    ],
+)
+def test_when_the_nfs_store_is_malformed_then_it_is_refused(text: str, needle: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(needle)):
+        parse_nfs(text)
 
 
 @pytest.mark.parametrize(

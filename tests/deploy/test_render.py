@@ -8,17 +8,30 @@ from pathlib import Path
 import pytest
 import yaml
 
-from warden.deploy import KubernetesOptions, Tenant, parse_gpu, render, tenants_from_options, write
+from warden.deploy import (
+    Autoscaler,
+    KubernetesOptions,
+    Tenant,
+    parse_gpu,
+    parse_nfs,
+    render,
+    tenants_from_options,
+    write,
+)
 from warden.errors import Conflict
 from warden.jobs.images import parse_image
 
 IMAGE = parse_image("registry.example/warden@sha256:" + "12" * 32)
+NFS = parse_nfs("nfs.example.internal:/srv/warden-models")
 OPTIONS = KubernetesOptions(
-    image=IMAGE, tenants=tenants_from_options(["acme", "beta"], [parse_gpu("acme=1g.10gb:1")], [])
+    image=IMAGE,
+    tenants=tenants_from_options(["acme", "beta"], [parse_gpu("acme=1g.10gb:1")], []),
+    model_store_nfs=NFS,
+    gpu_image=parse_image("registry.example/warden-gpu@sha256:" + "21" * 32),
 )
 
 
-def test_the_layout_applies_in_name_order_with_keda_apart() -> None:
+def test_the_layout_applies_in_name_order() -> None:
     paths = [file.path for file in render(OPTIONS)]
     assert paths == [
         "00-namespace.yaml",
@@ -32,18 +45,36 @@ def test_the_layout_applies_in_name_order_with_keda_apart() -> None:
         "20-horizontalpodautoscaler.yaml",
         "30-tenant-acme.yaml",
         "30-tenant-beta.yaml",
-        "keda/scaledobject.yaml",
     ]
-    top = [path for path in paths if "/" not in path]
-    assert top == sorted(top)  # kubectl apply -f DIR reads them in this order: the namespace first
+    assert paths == sorted(paths)  # kubectl apply -f DIR reads them in this order: the namespace first
+
+
+@pytest.mark.parametrize(
+    ("autoscaler", "path", "resource"),
+    [
+        (Autoscaler.HPA, "20-horizontalpodautoscaler.yaml", "HorizontalPodAutoscaler/warden/warden"),
+        (Autoscaler.KEDA, "20-scaledobject.yaml", "ScaledObject/warden/warden"),
+    ],
+)
+def test_the_chosen_autoscaler_alone_is_written_where_kubectl_apply_reads_it(
+    autoscaler: Autoscaler, path: str, resource: str
+) -> None:
+    files = render(KubernetesOptions(image=IMAGE, autoscaler=autoscaler))
+    scalers = [file for file in files if file.path.startswith("20-")]
+    assert [(file.path, file.resources) for file in scalers] == [(path, [resource])]
+    assert all("/" not in file.path for file in files)
 
 
 def test_each_file_names_its_objects() -> None:
     files = {file.path: file for file in render(OPTIONS)}
     assert files["00-namespace.yaml"].resources == ["Namespace/warden"]
+    assert files["03-model-store.yaml"].resources == [
+        "PersistentVolume/warden-models-warden",
+        "PersistentVolumeClaim/warden/warden-models",
+    ]
     assert files["10-deployment.yaml"].resources == ["Deployment/warden/warden"]
     assert files["30-tenant-acme.yaml"].resources[:2] == ["Namespace/warden-acme", "ResourceQuota/warden-acme/warden"]
-    assert files["keda/scaledobject.yaml"].resources == ["ScaledObject/warden/warden"]
+    assert "PersistentVolume/warden-models-warden-acme" in files["30-tenant-acme.yaml"].resources
 
 
 def test_the_yaml_is_plain_no_anchors_no_tags_and_reads_back_to_the_objects() -> None:
@@ -61,7 +92,7 @@ def test_writing_creates_the_directory_and_every_file(tmp_path: Path) -> None:
     written = write(render(OPTIONS), out)
 
     assert [path.relative_to(out).as_posix() for path in written] == [file.path for file in render(OPTIONS)]
-    assert (out / "keda" / "scaledobject.yaml").is_file()
+    assert (out / "20-horizontalpodautoscaler.yaml").is_file()
     assert yaml.safe_load((out / "10-deployment.yaml").read_text())["kind"] == "Deployment"
 
 
@@ -93,7 +124,7 @@ SECRETS = {
 def test_no_secret_value_in_the_environment_reaches_any_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
-    options = KubernetesOptions(image=IMAGE, tenants=(Tenant("acme"),))
+    options = KubernetesOptions(image=IMAGE, tenants=(Tenant("acme"),), model_store_nfs=NFS)
     write(render(options), tmp_path)
 
     texts = {path: path.read_text() for path in tmp_path.rglob("*.yaml")}

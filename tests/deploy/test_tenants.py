@@ -7,15 +7,19 @@ from typing import Any
 
 import pytest
 
-from warden.deploy import GpuRequest, KubernetesOptions, Quota, Tenant, parse_egress, render
+from warden.deploy import GpuRequest, KubernetesOptions, NfsExport, Quota, Tenant, parse_egress, render
 from warden.deploy.tenants import limit_range, resource_quota, tenant_objects
 from warden.jobs.images import parse_image
 
 IMAGE = parse_image("registry.example/warden@sha256:" + "ef" * 32)
+GPU_IMAGE = parse_image("registry.example/warden-gpu@sha256:" + "fe" * 32)
+NFS = NfsExport("filer.example.internal", "/exports/warden-models")
 
 
 def options(*tenants: Tenant, **changes: Any) -> KubernetesOptions:
-    return KubernetesOptions(**{"image": IMAGE, "tenants": tenants, **changes})
+    return KubernetesOptions(
+        **{"image": IMAGE, "tenants": tenants, "model_store_nfs": NFS, "gpu_image": GPU_IMAGE, **changes}
+    )
 
 
 def of_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -39,13 +43,28 @@ def test_every_object_of_a_tenant_lives_in_its_own_namespace_which_comes_first()
         "NetworkPolicy",
         "ServiceAccount",
         "ConfigMap",
+        "PersistentVolume",
         "PersistentVolumeClaim",
         "Deployment",
         "Service",
     ]
     assert objects[0]["metadata"]["name"] == "warden-acme"
-    assert all(item["metadata"]["namespace"] == "warden-acme" for item in objects[1:])
+    namespaced = [item for item in objects[1:] if item["kind"] != "PersistentVolume"]
+    assert all(item["metadata"]["namespace"] == "warden-acme" for item in namespaced)
     assert all(item["metadata"]["labels"]["warden.io/tenant"] == "acme" for item in objects)
+
+
+def test_the_tenants_model_store_is_the_export_the_shared_deployment_writes_to() -> None:
+    documents = [item for file in render(options(Tenant("acme"))) for item in file.objects]
+    volumes = {d["spec"]["claimRef"]["namespace"]: d for d in documents if d["kind"] == "PersistentVolume"}
+    claims = {d["metadata"]["namespace"]: d for d in documents if d["kind"] == "PersistentVolumeClaim"}
+
+    assert volumes["warden-acme"]["spec"]["nfs"] == volumes["warden"]["spec"]["nfs"]
+    assert volumes["warden"]["spec"]["nfs"] == {"server": "filer.example.internal", "path": "/exports/warden-models"}
+    for namespace in ("warden", "warden-acme"):
+        assert claims[namespace]["spec"]["volumeName"] == volumes[namespace]["metadata"]["name"]
+        assert claims[namespace]["spec"]["storageClassName"] == ""
+    assert volumes["warden-acme"]["metadata"]["name"] != volumes["warden"]["metadata"]["name"]
 
 
 def test_the_tenant_namespace_is_held_to_pod_security_restricted() -> None:
@@ -110,6 +129,7 @@ def test_gpus_are_requested_by_each_replica_and_counted_by_the_quota(gpu: GpuReq
     objects = tenant_objects(options(tenant, tenant_replicas=3), tenant)
     resources_ = container(objects)["resources"]
 
+    assert container(objects)["image"] == GPU_IMAGE.pinned
     assert resources_["limits"][resource] == str(gpu.count)
     assert resources_["requests"][resource] == str(gpu.count)
     hard = of_kind(objects, "ResourceQuota")["spec"]["hard"]
@@ -133,6 +153,7 @@ def test_a_tenant_without_gpus_asks_for_none_and_runs_on_the_cpu() -> None:
     assert not any(key.startswith("nvidia.com/") for key in container(objects)["resources"]["limits"])
     assert not any("nvidia.com" in key for key in of_kind(objects, "ResourceQuota")["spec"]["hard"])
     assert of_kind(objects, "ConfigMap")["data"]["WARDEN_DEVICE"] == "cpu"
+    assert container(objects)["image"] == IMAGE.pinned
     assert "tolerations" not in of_kind(objects, "Deployment")["spec"]["template"]["spec"]
 
 

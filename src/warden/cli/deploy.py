@@ -5,9 +5,10 @@ Writes one file per object (one per tenant for a dedicated tenant's namespace) i
 or the environment, and no secret is written: the operator creates the Secret the Deployments reference.
 
 Exit status: ``0`` when written; ``2`` for a wrong command line or an ``invalid_argument`` (a name that is not a
-DNS-1123 label, a bad quantity, a quota below what a tenant needs); ``1`` for ``image_refused`` (an image not
-pinned by digest), ``conflict`` (a non-empty ``--out`` without ``--force``) and ``io_error``. Each failure is one
-line on stderr, ``warden: error: <code>: <message>``.
+DNS-1123 label, a bad quantity, a quota below what a tenant needs, ``--tenant`` without ``--model-store-nfs``,
+``--gpu`` without ``--gpu-image``); ``1`` for ``image_refused`` (``--image`` or ``--gpu-image`` not pinned by
+digest), ``conflict`` (a non-empty ``--out`` without ``--force``) and ``io_error``. Each failure is one line on
+stderr, ``warden: error: <code>: <message>``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ import typer
 
 from warden.cli.common import IO_ERROR, AsJson, console, emit_json, fail
 from warden.deploy import (
+    OPTIONAL_SECRET_KEYS,
     SECRET_KEYS,
+    Autoscaler,
     KubernetesOptions,
     ManifestFile,
     parse_egress,
     parse_gpu,
+    parse_nfs,
     parse_quota,
     render,
     tenants_from_options,
@@ -43,8 +47,16 @@ def k8s(
     image: Annotated[
         str, typer.Option("--image", help="Warden's image, pinned: NAME[:TAG]@sha256:DIGEST.", show_default=False)
     ],
-    replicas: Annotated[int, typer.Option("--replicas", help="Replicas of the shared Deployment (and HPA floor).")] = 2,
-    max_replicas: Annotated[int, typer.Option("--max-replicas", help="Most replicas the autoscalers start.")] = 10,
+    replicas: Annotated[
+        int, typer.Option("--replicas", help="Fewest replicas of the shared Deployment: the autoscaler's minimum.")
+    ] = 2,
+    max_replicas: Annotated[int, typer.Option("--max-replicas", help="Most replicas the autoscaler starts.")] = 10,
+    autoscaler: Annotated[
+        Autoscaler,
+        typer.Option(
+            "--autoscaler", help="hpa: a HorizontalPodAutoscaler (custom-metrics adapter); keda: a ScaledObject."
+        ),
+    ] = Autoscaler.HPA,
     namespace: Annotated[str, typer.Option("--namespace", help="Namespace of the shared Deployment.")] = "warden",
     cpu: Annotated[str, typer.Option("--cpu", help="CPU of each replica (request = limit); sets workers.")] = "2",
     memory: Annotated[str, typer.Option("--memory", help="Memory of each replica (request = limit).")] = "4Gi",
@@ -68,7 +80,15 @@ def k8s(
         typer.Option(
             "--gpu",
             metavar="NAME=COUNT|NAME=MIG_PROFILE:COUNT",
-            help="GPUs (or MIG slices, e.g. 1g.10gb:1) per replica of a dedicated tenant (repeat).",
+            help="GPUs (or MIG slices, e.g. 1g.10gb:1) per replica of a dedicated tenant (repeat); needs --gpu-image.",
+        ),
+    ] = None,
+    gpu_image: Annotated[
+        str | None,
+        typer.Option(
+            "--gpu-image",
+            help="Image of the tenants with --gpu, built with onnxruntime-gpu, pinned: NAME[:TAG]@sha256:DIGEST.",
+            show_default=False,
         ),
     ] = None,
     gateway_namespace: Annotated[
@@ -100,7 +120,18 @@ def k8s(
     ] = "20Gi",
     storage_class: Annotated[
         str | None,
-        typer.Option("--storage-class", help="Storage class of the model-store claim (ReadWriteMany); default none."),
+        typer.Option(
+            "--storage-class",
+            help="Storage class (ReadWriteMany) of a provisioned model store, without --model-store-nfs.",
+        ),
+    ] = None,
+    model_store_nfs: Annotated[
+        str | None,
+        typer.Option(
+            "--model-store-nfs",
+            metavar="SERVER:/PATH",
+            help="NFS export holding the model store; every namespace's claim is bound to it. Needed with --tenant.",
+        ),
     ] = None,
     secret_name: Annotated[
         str, typer.Option("--secret-name", help="The Secret (created by you) holding the server secret and URLs.")
@@ -108,8 +139,8 @@ def k8s(
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty --out, overwriting.")] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Write Namespace, Deployment, Service, PDB, NetworkPolicy, HPA, KEDA ScaledObject, ConfigMap and per-tenant
-    namespaces as plain YAML into --out."""
+    """Write Namespace, Deployment, Service, PDB, NetworkPolicy, HPA or KEDA ScaledObject, ConfigMap, model store
+    and per-tenant namespaces as plain YAML into --out."""
     try:
         options = KubernetesOptions(
             image=parse_image(image),
@@ -130,6 +161,9 @@ def k8s(
             queue_target=queue_target,
             model_store_size=model_store_size,
             storage_class=storage_class,
+            model_store_nfs=None if model_store_nfs is None else parse_nfs(model_store_nfs),
+            gpu_image=None if gpu_image is None else parse_image(gpu_image),
+            autoscaler=autoscaler,
             secret_name=secret_name,
         )
         files = render(options)
@@ -144,7 +178,12 @@ def k8s(
             {
                 "out": str(out),
                 "files": [{"path": file.path, "resources": file.resources} for file in files],
-                "secret": {"name": options.secret_name, "keys": list(SECRET_KEYS), "namespaces": namespaces},
+                "secret": {
+                    "name": options.secret_name,
+                    "keys": list(SECRET_KEYS),
+                    "optional_keys": list(OPTIONAL_SECRET_KEYS),
+                    "namespaces": namespaces,
+                },
             }
         )
         return
@@ -155,11 +194,12 @@ def _print_summary(out: Path, files: list[ManifestFile], secret: str, namespaces
     show = console()
     for file in files:
         show.print(f"{out / file.path}  {', '.join(file.resources)}", markup=False)
-    keys = " ".join(f"--from-literal={key}=…" for key in SECRET_KEYS)
     lines = [
-        f"\nApply: kubectl apply -f {out}   (where KEDA runs, also: kubectl apply -f {out / 'keda'})",
-        f"Then create the Secret '{secret}' in {', '.join(namespaces)}; the pods wait for it:",
-        f"  kubectl create secret generic {secret} -n NAMESPACE {keys}",
+        f"\nApply: kubectl apply -f {out}",
+        f"Then create the Secret '{secret}' in {', '.join(namespaces)}; the pods wait for it. Put its values in a",
+        f"file only you can read (umask 077), one KEY=VALUE line each for {', '.join(SECRET_KEYS)}",
+        f"(and, after a rotation, {', '.join(OPTIONAL_SECRET_KEYS)}), never on a command line:",
+        f"  kubectl create secret generic {secret} -n NAMESPACE --from-env-file=FILE",
     ]
     for line in lines:
         show.print(line, markup=False)

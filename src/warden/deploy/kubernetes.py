@@ -6,11 +6,16 @@ no service-account token, no service links (a Service called ``warden`` would ot
 other ``WARDEN_*`` variables, which ``warden serve`` refuses as unknown settings), requests equal to limits, probes
 on ``/v2/health/live`` and ``/v2/health/ready``, ``/tmp`` and the data directory on ``emptyDir``, the model store on
 a shared ``ReadWriteMany`` claim, spread over zones and away from each other on nodes. Settings come from a
-ConfigMap; the server secret and the database and Redis URLs from ``secretKeyRef``s to a Secret that is referenced,
-never written.
+ConfigMap; the server secret, the secrets it replaced (optional) and the database and Redis URLs from
+``secretKeyRef``s to a Secret that is referenced, never written.
 
-``/metrics`` is served without credentials (``WARDEN_METRICS_PUBLIC``) because the NetworkPolicy admits only the
-gateway and the monitoring namespaces; the gateway must not route ``/metrics``.
+The model store is one filesystem for every namespace: with ``--model-store-nfs`` each namespace's claim is bound
+(``volumeName``, no storage class) to a PersistentVolume of its own on the same NFS export; without it, the shared
+namespace's claim is provisioned dynamically (no tenants are allowed then).
+
+``/metrics`` is served without credentials (``WARDEN_METRICS_PUBLIC``) on port 8080, the API's port: the
+NetworkPolicy admits the gateway and the monitoring namespaces to that port, and the gateway must not route
+``/metrics``.
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ __all__ = [
     "MODELS_CLAIM",
     "MODEL_STORE",
     "NAME",
+    "OPTIONAL_SECRET_KEYS",
     "SECRET_KEYS",
     "UID",
     "config_map",
     "deployment",
     "labels",
     "model_store_claim",
+    "model_store_volume",
+    "model_store_volume_name",
     "namespace",
     "network_policy",
     "object_metadata",
@@ -53,6 +61,8 @@ holds nothing that must outlive the pod."""
 MODEL_STORE: Final = "/models"
 SECRET_KEYS: Final = ("WARDEN_SECRET_KEY", "WARDEN_DATABASE_URL", "WARDEN_REDIS_URL")
 """The Secret's keys, named as the variables they become; the Secret itself is created by the operator."""
+OPTIONAL_SECRET_KEYS: Final = ("WARDEN_PREVIOUS_SECRET_KEYS",)
+"""Keys the Secret may hold: the secrets a rotation replaced, a JSON list (see docs/deploy.md)."""
 _PSA_LEVEL: Final = "restricted"
 _TMP_BYTES: Final = "256Mi"
 _DATA_BYTES: Final = "1Gi"
@@ -131,15 +141,54 @@ def config_map(
     }
 
 
+def model_store_volume_name(namespace: str) -> str:
+    """The PersistentVolume bound to one namespace's model-store claim (volumes are cluster-wide: one each)."""
+    return f"{MODELS_CLAIM}-{namespace}"
+
+
+def model_store_volume(
+    options: KubernetesOptions, namespace: str, instance: str, tenant: Tenant | None = None
+) -> dict[str, Any] | None:
+    """The volume on ``--model-store-nfs`` reserved for one namespace's claim; ``None`` without the option.
+
+    ``Retain``: deleting a namespace releases the volume and leaves the export's models as they are.
+    """
+    if options.model_store_nfs is None:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": model_store_volume_name(namespace), "labels": labels(instance, tenant)},
+        "spec": {
+            "capacity": {"storage": options.model_store_size},
+            "accessModes": ["ReadWriteMany"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "volumeMode": "Filesystem",
+            "claimRef": {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "namespace": namespace,
+                "name": MODELS_CLAIM,
+            },
+            "nfs": {"server": options.model_store_nfs.server, "path": options.model_store_nfs.path},
+        },
+    }
+
+
 def model_store_claim(
     options: KubernetesOptions, namespace: str, instance: str, tenant: Tenant | None = None
 ) -> dict[str, Any]:
-    """The shared model store: one ``ReadWriteMany`` claim every replica of the namespace mounts."""
+    """The model store: one ``ReadWriteMany`` claim every replica of the namespace mounts, bound to the namespace's
+    NFS volume where there is one, else provisioned (of ``--storage-class``)."""
     spec: dict[str, Any] = {
         "accessModes": ["ReadWriteMany"],
         "resources": {"requests": {"storage": options.model_store_size}},
     }
-    if options.storage_class is not None:
+    if options.model_store_nfs is not None:
+        spec["storageClassName"] = ""
+        spec["volumeName"] = model_store_volume_name(namespace)
+    elif options.storage_class is not None:
         spec["storageClassName"] = options.storage_class
     return {
         "apiVersion": "v1",
@@ -147,6 +196,14 @@ def model_store_claim(
         "metadata": object_metadata(MODELS_CLAIM, namespace, instance, tenant),
         "spec": spec,
     }
+
+
+def _from_secret(secret: str, key: str, *, optional: bool = False) -> dict[str, Any]:
+    """A variable from the operator's Secret; an optional one is simply unset where the Secret lacks the key."""
+    reference: dict[str, Any] = {"name": secret, "key": key}
+    if optional:
+        reference["optional"] = True
+    return {"name": key, "valueFrom": {"secretKeyRef": reference}}
 
 
 def _container(options: KubernetesOptions, tenant: Tenant | None) -> dict[str, Any]:
@@ -164,14 +221,12 @@ def _container(options: KubernetesOptions, tenant: Tenant | None) -> dict[str, A
 
     return {
         "name": NAME,
-        "image": options.image.pinned,
+        "image": options.image_for(tenant).pinned,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": CONTAINER_PORT, "protocol": "TCP"}],
         "envFrom": [{"configMapRef": {"name": NAME}}],
-        "env": [
-            {"name": key, "valueFrom": {"secretKeyRef": {"name": options.secret_name, "key": key}}}
-            for key in SECRET_KEYS
-        ],
+        "env": [_from_secret(options.secret_name, key) for key in SECRET_KEYS]
+        + [_from_secret(options.secret_name, key, optional=True) for key in OPTIONAL_SECRET_KEYS],
         "resources": {"requests": dict(resources), "limits": dict(resources)},
         "startupProbe": probe("/v2/health/live", 2, 60),
         "livenessProbe": probe("/v2/health/live", 10, 3),
@@ -230,16 +285,21 @@ def _pod_spec(options: KubernetesOptions, instance: str, tenant: Tenant | None) 
 
 
 def deployment(
-    options: KubernetesOptions, namespace: str, instance: str, replicas: int, tenant: Tenant | None = None
+    options: KubernetesOptions, namespace: str, instance: str, replicas: int | None, tenant: Tenant | None = None
 ) -> dict[str, Any]:
-    """The hardened Deployment of one instance; a tenant's starts no surge pod when it holds GPUs."""
+    """The hardened Deployment of one instance; a tenant's starts no surge pod when it holds GPUs.
+
+    ``replicas`` is ``None`` for an autoscaled Deployment: the field is left out, so that ``kubectl apply`` never
+    resets what the autoscaler set.
+    """
     surge = 1 if tenant is None else tenant.surge
+    count = {} if replicas is None else {"replicas": replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": object_metadata(NAME, namespace, instance, tenant),
         "spec": {
-            "replicas": replicas,
+            **count,
             "revisionHistoryLimit": 5,
             "selector": {"matchLabels": selector(instance)},
             "strategy": {
@@ -298,8 +358,8 @@ def network_policy(
     pod_selector: dict[str, Any],
     tenant: Tenant | None = None,
 ) -> dict[str, Any]:
-    """Ingress only from the gateway (and the monitoring scraper) to port 8080; egress only to PostgreSQL, Redis
-    and the cluster DNS."""
+    """Ingress only from the gateway and the monitoring namespaces, to port 8080 (the whole API, ``/metrics``
+    included); egress only to PostgreSQL, Redis and the cluster DNS."""
 
     def from_namespace(name: str) -> dict[str, Any]:
         return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}

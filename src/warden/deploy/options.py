@@ -8,7 +8,9 @@ replicas it must hold. A failure is :class:`~warden.errors.InvalidArgument` nami
 Tenants come from the command line, never from a database: ``--tenant NAME`` declares a tenant whose isolation is
 *dedicated* (its own namespace and Deployment), ``--tenant-quota NAME=cpu:8,memory:16Gi,pods:4`` overrides parts
 of the quota computed for it, and ``--gpu NAME=1`` or ``--gpu NAME=1g.10gb:2`` gives each of its replicas whole
-GPUs or MIG slices.
+GPUs or MIG slices. Options that only work together are checked together: a dedicated tenant needs
+``--model-store-nfs`` (its pods must read the same model store as the shared ones), and a tenant with GPUs needs
+``--gpu-image`` (the standard image's onnxruntime is CPU-only).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from typing import Final, TypeVar
 
 from warden.errors import InvalidArgument
@@ -25,13 +28,16 @@ from warden.jobs.images import ImageRef
 from warden.settings import NAME_REGEX
 
 __all__ = [
+    "Autoscaler",
     "EgressTarget",
     "GpuRequest",
     "KubernetesOptions",
+    "NfsExport",
     "Quota",
     "Tenant",
     "parse_egress",
     "parse_gpu",
+    "parse_nfs",
     "parse_quantity",
     "parse_quota",
     "tenants_from_options",
@@ -49,6 +55,8 @@ _SUFFIXES: Final[dict[str, Decimal]] = {
 }
 _MIG_PROFILE: Final = re.compile(r"(?:mig-)?(?P<slices>[1-7])g\.(?P<memory>[1-9][0-9]{0,3})gb")
 _QUOTA_KEYS: Final = frozenset({"cpu", "memory", "pods", "storage"})
+_HOST_LABEL: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_EXPORT_PATH: Final = re.compile(r"/[A-Za-z0-9._~+@%=/-]*")
 _T = TypeVar("_T")
 
 
@@ -178,6 +186,55 @@ def parse_egress(option: str, text: str, port: int) -> EgressTarget:
         raise InvalidArgument(f"{option}: {exc.message}") from None
 
 
+@dataclass(frozen=True)
+class NfsExport:
+    """The NFS export holding the model store: ``server`` (a host name or an IPv4 address) and its absolute ``path``.
+
+    Kubernetes hands ``server:path`` to ``mount.nfs`` as it is, which cannot read an unbracketed IPv6 address, so
+    an IPv6 server is refused: name it by a host name instead.
+    """
+
+    server: str
+    path: str
+
+    def __post_init__(self) -> None:
+        try:
+            address = ipaddress.ip_address(self.server.removeprefix("[").removesuffix("]"))
+        except ValueError:
+            address = None
+        if address is not None and address.version == 6:
+            raise InvalidArgument(
+                f"--model-store-nfs: {self.server!r} is an IPv6 address, which Kubernetes cannot hand to mount.nfs "
+                "(it writes SERVER:PATH without brackets); give the server's host name"
+            )
+        hostname = len(self.server) <= 253 and all(_HOST_LABEL.fullmatch(part) for part in self.server.split("."))
+        if address is None and (not hostname or self.server.rpartition(".")[2].isdigit()):
+            raise InvalidArgument(f"--model-store-nfs: {self.server!r} is not a host name or an IPv4 address")
+        parts = self.path.split("/")
+        if not _EXPORT_PATH.fullmatch(self.path) or "." in parts or ".." in parts:
+            raise InvalidArgument(
+                f"--model-store-nfs: {self.path!r} is not an absolute export path such as /srv/warden-models "
+                "(letters, digits and ._~+@%=- between slashes; no '.' or '..')"
+            )
+
+
+def parse_nfs(text: str) -> NfsExport:
+    """``SERVER:/PATH`` (``nfs.example.internal:/srv/warden-models``): the export every namespace's store binds to."""
+    server, sep, path = text.strip().partition(":/")
+    if not sep or not server:
+        raise InvalidArgument(
+            f"--model-store-nfs: {text!r} is not of the form SERVER:/PATH, such as nfs.example.internal:/srv/models"
+        )
+    return NfsExport(server, "/" + path)
+
+
+class Autoscaler(StrEnum):
+    """What scales the shared Deployment on queue depth: a HorizontalPodAutoscaler, or a KEDA ScaledObject."""
+
+    HPA = "hpa"
+    KEDA = "keda"
+
+
 def _split_assignment(option: str, text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip() or not value.strip():
@@ -257,6 +314,12 @@ class KubernetesOptions:
     """Requests waiting per replica that the autoscalers aim for."""
     model_store_size: str = "20Gi"
     storage_class: str | None = None
+    """Class of the dynamically provisioned model-store claim; only without :attr:`model_store_nfs`."""
+    model_store_nfs: NfsExport | None = None
+    """The export every namespace's model-store claim is bound to; required with tenants."""
+    gpu_image: ImageRef | None = None
+    """The image of the Deployments of tenants with GPUs (onnxruntime-gpu); required when one has GPUs."""
+    autoscaler: Autoscaler = Autoscaler.HPA
     secret_name: str = "warden"  # noqa: S105 - the name of a Secret, not a secret
 
     def __post_init__(self) -> None:
@@ -286,6 +349,33 @@ class KubernetesOptions:
             if tenant.namespace == self.namespace:
                 raise InvalidArgument(f"--tenant: {tenant.name!r} would share the namespace {self.namespace!r}")
             self._check_quota_fits(tenant)
+        self._check_together()
+
+    def _check_together(self) -> None:
+        if self.model_store_nfs is not None and self.storage_class is not None:
+            raise InvalidArgument(
+                "--storage-class: names the class of a dynamically provisioned model store; with --model-store-nfs "
+                "every claim binds to the NFS volume rendered for it instead"
+            )
+        if self.tenants and self.model_store_nfs is None:
+            raise InvalidArgument(
+                "--tenant: a dedicated tenant's pods must read the models pushed through the shared Deployment, "
+                "and a claim provisioned in its own namespace would be a separate, empty volume; give "
+                "--model-store-nfs SERVER:/PATH so that every namespace's claim is bound to the same export"
+            )
+        on_gpus = [tenant.name for tenant in self.tenants if tenant.gpu is not None]
+        if on_gpus and self.gpu_image is None:
+            raise InvalidArgument(
+                f"--gpu: tenant(s) {', '.join(on_gpus)} run on GPUs, which the standard image cannot (its "
+                "onnxruntime is CPU-only, so the pods would fail with device_unavailable); give --gpu-image "
+                "NAME@sha256:DIGEST, an image built with onnxruntime-gpu"
+            )
+
+    def image_for(self, tenant: Tenant | None) -> ImageRef:
+        """The image a Deployment runs: :attr:`gpu_image` for a tenant with GPUs, :attr:`image` for the others."""
+        if tenant is not None and tenant.gpu is not None and self.gpu_image is not None:
+            return self.gpu_image
+        return self.image
 
     @property
     def postgres_target(self) -> EgressTarget:

@@ -5,18 +5,18 @@
     00-namespace.yaml                 the shared namespace (Pod Security "restricted")
     01-serviceaccount.yaml            Warden's service account, no token
     02-configmap.yaml                 the non-secret settings
-    03-model-store.yaml               the shared ReadWriteMany model-store claim
-    10-deployment.yaml                the hardened Deployment
+    03-model-store.yaml               the ReadWriteMany model-store claim (and its NFS volume, with --model-store-nfs)
+    10-deployment.yaml                the hardened Deployment, its replicas left to the autoscaler
     11-service.yaml
     12-poddisruptionbudget.yaml
     13-networkpolicy.yaml
-    20-horizontalpodautoscaler.yaml   scale on queue depth (Prometheus adapter)
-    30-tenant-NAME.yaml               one per dedicated tenant: its namespace and everything in it
-    keda/scaledobject.yaml            the KEDA alternative; apply it where KEDA runs: it adopts the HPA
+    20-horizontalpodautoscaler.yaml   scale on queue depth (Prometheus adapter); with --autoscaler keda instead:
+    20-scaledobject.yaml              the KEDA ScaledObject
+    30-tenant-NAME.yaml               one per dedicated tenant: its namespace and everything in it, and its NFS volume
 
-``kubectl apply -f DIR`` reads the files in name order and does not descend into ``keda/``. No file holds a
-secret: the Secret the Deployments reference is created by the operator (its keys are
-:data:`~warden.deploy.kubernetes.SECRET_KEYS`).
+``kubectl apply -f DIR`` reads the files in name order. No file holds a secret: the Secret the Deployments
+reference is created by the operator (its keys are :data:`~warden.deploy.kubernetes.SECRET_KEYS`, and optionally
+:data:`~warden.deploy.kubernetes.OPTIONAL_SECRET_KEYS`).
 """
 
 from __future__ import annotations
@@ -29,11 +29,12 @@ from typing import Any, Final
 import yaml
 
 from warden import __version__
-from warden.deploy.autoscaling import horizontal_pod_autoscaler, scaled_object
+from warden.deploy.autoscaling import autoscaler
 from warden.deploy.kubernetes import (
     config_map,
     deployment,
     model_store_claim,
+    model_store_volume,
     namespace,
     network_policy,
     pod_disruption_budget,
@@ -82,22 +83,24 @@ class ManifestFile:
 
 
 def render(options: KubernetesOptions) -> list[ManifestFile]:
-    """Every file of a deployment, in apply order (``keda/`` last)."""
+    """Every file of a deployment, in apply order."""
     ns = options.namespace
-    files = [
+    volume = model_store_volume(options, ns, ns)
+    scaler = autoscaler(options)
+    return [
         ManifestFile("00-namespace.yaml", (namespace(ns, ns),)),
         ManifestFile("01-serviceaccount.yaml", (service_account(ns, ns),)),
         ManifestFile("02-configmap.yaml", (config_map(options, ns, ns),)),
-        ManifestFile("03-model-store.yaml", (model_store_claim(options, ns, ns),)),
-        ManifestFile("10-deployment.yaml", (deployment(options, ns, ns, options.replicas),)),
+        ManifestFile(
+            "03-model-store.yaml", (*([] if volume is None else [volume]), model_store_claim(options, ns, ns))
+        ),
+        ManifestFile("10-deployment.yaml", (deployment(options, ns, ns, None),)),
         ManifestFile("11-service.yaml", (service(ns, ns),)),
         ManifestFile("12-poddisruptionbudget.yaml", (pod_disruption_budget(ns, ns),)),
         ManifestFile("13-networkpolicy.yaml", (network_policy(options, ns, ns, {"matchLabels": selector(ns)}),)),
-        ManifestFile("20-horizontalpodautoscaler.yaml", (horizontal_pod_autoscaler(options),)),
+        ManifestFile(f"20-{scaler['kind'].lower()}.yaml", (scaler,)),
+        *(ManifestFile(f"30-tenant-{t.name}.yaml", tuple(tenant_objects(options, t))) for t in options.tenants),
     ]
-    files += [ManifestFile(f"30-tenant-{t.name}.yaml", tuple(tenant_objects(options, t))) for t in options.tenants]
-    files.append(ManifestFile("keda/scaledobject.yaml", (scaled_object(options),)))
-    return files
 
 
 def write(files: Sequence[ManifestFile], out: Path, *, force: bool = False) -> list[Path]:

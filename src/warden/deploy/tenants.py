@@ -7,9 +7,10 @@ requests and limits, its GPUs or MIG slices as ``requests.nvidia.com/…``, and 
 LimitRange gives a container that names no resources the replica's size, and caps any at it.
 
 Namespaced objects cannot be shared, so the tenant namespace has its own ConfigMap, model-store claim and service
-account, and needs its own copy of the Secret the operator creates. Replicas of every namespace share the database;
-the tenant's model-store claim must be backed by the same filesystem as the shared one (a ``ReadWriteMany`` volume
-bound to the same export), so that a model pushed through any replica is served by the tenant's.
+account, and needs its own copy of the Secret the operator creates. Replicas of every namespace share the database,
+and the model store: the tenant's claim is bound to a PersistentVolume of its own on the ``--model-store-nfs``
+export the shared claim is bound to, so that a model pushed through any replica is served by the tenant's. A
+tenant with GPUs runs ``--gpu-image`` (onnxruntime-gpu) on ``WARDEN_DEVICE=cuda``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from warden.deploy.kubernetes import (
     deployment,
     labels,
     model_store_claim,
+    model_store_volume,
     namespace,
     network_policy,
     service,
@@ -79,6 +81,7 @@ def limit_range(options: KubernetesOptions, tenant: Tenant) -> dict[str, Any]:
 def tenant_objects(options: KubernetesOptions, tenant: Tenant) -> list[dict[str, Any]]:
     """Every object of one dedicated tenant, namespace first, in the order ``kubectl apply`` needs them."""
     ns = tenant.namespace
+    volume = model_store_volume(options, ns, ns, tenant)
     return [
         namespace(ns, ns, tenant),
         resource_quota(options, tenant),
@@ -86,6 +89,7 @@ def tenant_objects(options: KubernetesOptions, tenant: Tenant) -> list[dict[str,
         network_policy(options, ns, ns, {}, tenant),
         service_account(ns, ns, tenant),
         config_map(options, ns, ns, tenant),
+        *([] if volume is None else [volume]),
         model_store_claim(options, ns, ns, tenant),
         deployment(options, ns, ns, options.tenant_replicas, tenant),
         service(ns, ns, tenant),
