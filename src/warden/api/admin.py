@@ -144,7 +144,7 @@ async def get_tenant(name: str, request: Request, caller: Admin) -> TenantOut:
     responses=error_responses(400, 401, 403, 404),
 )
 async def update_tenant(name: str, body: QuotaModel, request: Request, caller: Admin) -> TenantOut:
-    """Operators only: the fields given change (``0`` clears a limit), the others are kept."""
+    """Operators only: the fields given change (``null`` clears a limit), the others are kept."""
     changes = body.model_dump(exclude_unset=True)
     _act(request, "tenant.update", name, **changes)
     _operator(caller)

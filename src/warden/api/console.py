@@ -40,7 +40,10 @@ PAGE_HEADERS: Final = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-_ASSETS: Final = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+_SCRIPTS: Final = ("app", "api", "dom", "picker", "charts", "tenants", "keys", "models", "usage", "audit", "try")
+_ASSETS: Final = {f"{name}.js": "text/javascript; charset=utf-8" for name in _SCRIPTS} | {
+    "app.css": "text/css; charset=utf-8"
+}
 
 
 @cache
@@ -95,7 +98,7 @@ async def page() -> Response:
 
 @router.get("/assets/{name}", include_in_schema=False)
 async def asset(name: str) -> Response:
-    """The console's own script and style sheet (only those two names exist)."""
+    """The console's own scripts (ES modules) and style sheet; no other name exists."""
     media_type = _ASSETS.get(name)
     if media_type is None:
         raise NotFound(f"no console asset {name!r}")

@@ -93,7 +93,11 @@ class TenantIn(BaseModel):
 
 
 class QuotaModel(BaseModel):
-    """A tenant's quota; ``null`` is unlimited. In a change, a field left out is kept and ``0`` clears a limit."""
+    """A tenant's quota; ``null`` is unlimited.
+
+    In a change, a field left out is kept and ``null`` clears a limit; ``0`` clears one too, except
+    ``daily_requests``, where it allows none. ``weight`` and ``isolation`` always take a value.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
