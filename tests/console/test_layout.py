@@ -22,6 +22,16 @@ FOCUSED = """() => {
 }"""
 
 
+WIDE_ELEMENTS = """
+[...document.querySelectorAll('body *')]
+  .filter((e) => e.getBoundingClientRect().right > window.innerWidth)
+  .map((e) => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`)
+  .slice(0, 8)
+  .concat([document.documentElement.scrollWidth, window.innerWidth, location.hash])
+"""
+"""What sticks out on the right, for the failure message."""
+
+
 def overflow(page: Page) -> int:
     """How far the page is wider than the window (0: nothing to scroll sideways)."""
     width: int = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
@@ -77,15 +87,7 @@ def test_the_admin_views_are_readable_at_390_px_wide(console: Callable[..., Tab]
         tab.go(view)
         tab.page.wait_for_load_state("networkidle")
         excess = overflow(tab.page)
-        wide = (
-            tab.page.evaluate(
-                "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > window.innerWidth)"
-                ".map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8)"
-                ".concat([document.documentElement.scrollWidth, window.innerWidth, location.hash])"
-            )
-            if excess > 0
-            else []
-        )
+        wide = tab.page.evaluate(WIDE_ELEMENTS) if excess > 0 else []
         assert excess <= 0, f"{view} scrolls sideways at 390 px: {wide}"
         if view == "Tenants":
             shoot(tab.page, "narrow")
