@@ -69,9 +69,13 @@ class Server:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless; never a browser downloaded by Playwright."""
+    """Debian's Chromium, headless; never a browser downloaded by Playwright.
+
+    Package-scoped: Playwright's sync API runs an event loop on this thread while it is open, so it
+    must be closed before the rest of the suite (whose tests call ``asyncio.run``) goes on.
+    """
     if not CHROMIUM.exists():
         pytest.skip(
             f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing; install Debian's chromium (apt-get install -y chromium)"
@@ -83,7 +87,7 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory, fall_model_file: Path) -> Iterator[Server]:
     """Provision tenants, models and keys, then run ``warden serve`` over that data directory."""
     data_dir = tmp_path_factory.mktemp("console") / "data"
