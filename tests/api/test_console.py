@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from tests.api.conftest import World, tiny_graph
+from warden.api.app import create_app
 from warden.api.console import CONTENT_SECURITY_POLICY
 from warden.samples import SAMPLE_IMAGE
-from warden.tenancy import Scope
+from warden.storage import ConsoleSession
+from warden.tenancy import Authenticator, Scope
 
 
 @pytest.fixture
@@ -151,3 +155,33 @@ def test_a_bearer_key_beside_a_cookie_wins_and_needs_no_csrf_token(world: World,
     name = f"t-{secrets.token_hex(4)}"
     made = browser.post("/admin/tenants", json={"name": name}, headers={"Authorization": f"Bearer {world.operator}"})
     assert made.status_code == 201
+
+
+def test_signing_in_again_ends_the_session_the_browser_held(world: World, browser: TestClient) -> None:
+    sign_in(browser, world.alpha_admin)
+    first = browser.cookies["warden_session"]
+    sign_in(browser, world.alpha_detect)
+    assert browser.cookies["warden_session"] != first
+    replay = TestClient(world.client.app, cookies={"warden_session": first})
+    assert replay.get("/console/session").status_code == 401
+
+
+def test_a_replica_serving_other_tenants_refuses_the_sign_in_and_stores_nothing(world: World) -> None:
+    settings = world.services.settings.model_copy(update={"serve_tenants": ["beta"]})
+    services = replace(world.services, settings=settings)
+    services = replace(
+        services,
+        authenticator=Authenticator(world.services.tenants, served=frozenset(settings.serve_tenants or [])),
+    )
+    before = _sessions(world)
+    with TestClient(create_app(services, world.client.app.state.engine)) as client:
+        refused = client.post("/console/session", json={"key": world.alpha_admin})
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "tenant_not_served"
+    assert "set-cookie" not in refused.headers
+    assert _sessions(world) == before
+
+
+def _sessions(world: World) -> int:
+    with world.services.db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(ConsoleSession)) or 0)

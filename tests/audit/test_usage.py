@@ -15,11 +15,23 @@ from warden.services import Services
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-def record(services: Services, seconds: float, tenant: str | None, status: int, code: str | None, ms: float) -> None:
+DETECT = "POST /v1/models/{name}/detect"
+
+
+def record(
+    services: Services,
+    seconds: float,
+    tenant: str | None,
+    status: int,
+    code: str | None,
+    ms: float,
+    route: str = DETECT,
+) -> None:
     event = AuditEvent(
         kind=EventKind.REQUEST,
         time=T0 + timedelta(seconds=seconds),
         tenant=tenant,
+        route=route,
         status=status,
         error_code=code,
         total_ms=ms,
@@ -40,6 +52,9 @@ def test_requests_are_counted_in_their_bucket_by_tenant_and_outcome(services: Se
         (-1, "a", 200, None, 1.0),  # before it
     ]:
         record(services, seconds, tenant, status, code, ms)
+    for route in ("GET /v1/usage", "GET /admin/audit", "GET /v1/models"):  # reading is not usage
+        record(services, 1, "a", 200, None, 900.0, route)
+    record(services, 2, "b", 200, None, 7.0, "POST /v2/models/{name}/infer")
     assert services.audit.flush(timeout=30)
     found = usage(services.db, since=T0, until=T0 + timedelta(seconds=120), bucket_seconds=60)
     result = found.to_dict()
@@ -50,7 +65,7 @@ def test_requests_are_counted_in_their_bucket_by_tenant_and_outcome(services: Se
     assert (second["requests"], second["ok"]) == (3, 0)
     assert second["refusals"] == {"model_not_found": 1, "rate_limited": 2}
     assert second["p50_ms"] is None
-    assert [bucket["requests"] for bucket in result["tenants"]["b"]] == [0, 1]
+    assert [bucket["requests"] for bucket in result["tenants"]["b"]] == [1, 1]
     only_b = usage(services.db, since=T0, until=T0 + timedelta(seconds=120), bucket_seconds=60, tenant="b")
     assert set(only_b.tenants) == {"b"}
     idle = usage(services.db, since=T0, until=T0 + timedelta(seconds=120), bucket_seconds=60, tenant="idle")
@@ -64,3 +79,17 @@ def test_requests_are_counted_in_their_bucket_by_tenant_and_outcome(services: Se
 def test_a_bad_window_is_refused(services: Services, seconds: int, bucket: int, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         usage(services.db, since=T0, until=T0 + timedelta(seconds=seconds), bucket_seconds=bucket)
+
+
+def test_past_the_record_cap_the_newest_records_are_counted_and_the_answer_says_truncated(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for seconds in range(10):
+        record(services, seconds * 10, "a", 200, None, 1.0)
+    assert services.audit.flush(timeout=30)
+    monkeypatch.setattr("warden.audit.usage.MAX_RECORDS", 4)
+    found = usage(services.db, since=T0, until=T0 + timedelta(seconds=100), bucket_seconds=10)
+    assert found.truncated
+    assert [bucket.requests for bucket in found.tenants["a"]] == [0] * 5 + [1] * 5  # the newest four and the one at the cut
+    monkeypatch.setattr("warden.audit.usage.MAX_RECORDS", 10)
+    assert not usage(services.db, since=T0, until=T0 + timedelta(seconds=100), bucket_seconds=10).truncated

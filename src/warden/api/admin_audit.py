@@ -40,6 +40,8 @@ _EXPORT_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     **_LOOKUP_ERRORS,
     200: {"content": {"application/x-ndjson": {}}, "description": "One record per line."},
 }
+_READ_PAGE: Final = 500
+"""Records read per query while an outcome filter skips some (whatever page size the caller asked for)."""
 _MAX_SCANNED: Final = 20_000
 """Records read at most to fill one page when an outcome filter skips most of them."""
 
@@ -68,6 +70,22 @@ def _scope_tenant(caller: Principal, tenant: str | None) -> str | None:
     return caller.tenant_name
 
 
+async def readable(
+    services: Services, caller: Principal, tenant: str | None, since: datetime | None
+) -> tuple[str | None, datetime | None]:
+    """The tenant and the earliest time a caller may read records of.
+
+    An operator reads any tenant, any time. Anyone else reads only its own tenant, and only
+    since that tenant was created: records name tenants, and a name can be reused after a
+    tenant is deleted, so an older record of the name belongs to someone else.
+    """
+    scoped = _scope_tenant(caller, tenant)
+    if caller.is_operator or scoped is None:
+        return scoped, since
+    created = (await run_in_threadpool(services.tenants.get_tenant, scoped)).created_at
+    return scoped, created if since is None or since < created else since
+
+
 def outcome_of(entry: AuditEntry) -> Outcome:
     """ok (answered below 400, or an event with no status), refused (401, 403, 429, 503) or error."""
     status = entry.event.status
@@ -84,9 +102,12 @@ def _encode(cursor: Cursor) -> str:
 def _decode(text: str) -> Cursor:
     try:
         moment, stream, seq = json.loads(base64.urlsafe_b64decode(text.encode()))
-        return Cursor(datetime.fromisoformat(moment), str(stream), int(seq))
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise InvalidArgument("cursor: not a cursor this API returned") from None
+        cursor = Cursor(datetime.fromisoformat(moment), str(stream), int(seq))
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
+        cursor = None
+    if cursor is None or cursor.time.tzinfo is None or not 0 <= cursor.seq < 2**63 or len(cursor.stream) > 64:
+        raise InvalidArgument("cursor: not a cursor this API returned")
+    return cursor
 
 
 class _Query:
@@ -104,14 +125,9 @@ class _Query:
         self.tenant, self.outcome, self.request_id, self.kind = tenant, outcome, request_id, kind
         self.since, self.until = _moment("since", since), _moment("until", until)
 
-    def where(self, caller: Principal) -> AuditFilter:
-        return AuditFilter(
-            tenant=_scope_tenant(caller, self.tenant),
-            since=self.since,
-            until=self.until,
-            request_id=self.request_id,
-            kind=self.kind,
-        )
+    async def where(self, services: Services, caller: Principal) -> AuditFilter:
+        tenant, since = await readable(services, caller, self.tenant, self.since)
+        return AuditFilter(tenant=tenant, since=since, until=self.until, request_id=self.request_id, kind=self.kind)
 
 
 def _page(services: Services, where: AuditFilter, outcome: Outcome | None, after: Cursor | None, limit: int) -> Any:
@@ -119,7 +135,7 @@ def _page(services: Services, where: AuditFilter, outcome: Outcome | None, after
     found: list[AuditEntry] = []
     scanned = 0
     while True:
-        page = query_audit(services.db, where, after=after, limit=limit)
+        page = query_audit(services.db, where, after=after, limit=limit if outcome is None else _READ_PAGE)
         scanned += len(page.entries)
         for entry in page.entries:
             if outcome is None or outcome_of(entry) == outcome:
@@ -141,7 +157,7 @@ async def audit_query(
 ) -> dict[str, Any]:
     """One page of records in time order; ``next`` is the cursor of the following page (``null`` at the end)."""
     services = _services(request)
-    where = filters.where(caller)
+    where = await filters.where(services, caller)
     after = None if cursor is None else _decode(cursor)
     entries, following = await run_in_threadpool(_page, services, where, filters.outcome, after, limit)
     return {
@@ -159,7 +175,7 @@ async def audit_query(
 async def audit_export(request: Request, caller: Admin, filters: Annotated[_Query, Depends()]) -> StreamingResponse:
     """Every matching record, one JSON object per line, as a download."""
     services = _services(request)
-    where = filters.where(caller)
+    where = await filters.where(services, caller)
     facts(request).details.update(tenant=where.tenant)
 
     def lines() -> Iterator[str]:
@@ -184,11 +200,17 @@ async def audit_verify(request: Request, caller: Admin) -> dict[str, Any]:
     return result
 
 
-async def _usage(request: Request, tenant: str | None, minutes: int, bucket_seconds: int) -> dict[str, Any]:
+async def _usage(
+    request: Request, caller: Principal, tenant: str | None, minutes: int, bucket_seconds: int
+) -> dict[str, Any]:
+    services = _services(request)
     until = datetime.now(UTC)
     since = until - timedelta(minutes=minutes)
+    tenant, not_before = await readable(services, caller, tenant, None)
     found = await run_in_threadpool(
-        lambda: usage(_services(request).db, since=since, until=until, bucket_seconds=bucket_seconds, tenant=tenant)
+        lambda: usage(
+            services.db, since=since, until=until, bucket_seconds=bucket_seconds, tenant=tenant, not_before=not_before
+        )
     )
     load = request.app.state.engine.scheduler.load()
     live = {
@@ -211,9 +233,9 @@ async def admin_usage(
     minutes: _MINUTES = 60,
     bucket_seconds: _BUCKET = 60,
 ) -> dict[str, Any]:
-    """Requests, refusals by reason and latency p50/p99 per bucket, from the audit trail of every replica;
-    ``live`` adds this replica's running and queued requests."""
-    return await _usage(request, _scope_tenant(caller, tenant), minutes, bucket_seconds)
+    """Inference requests, refusals by reason and latency p50/p99 per bucket, from the audit trail of every
+    replica; ``live`` adds this replica's running and queued requests."""
+    return await _usage(request, caller, tenant, minutes, bucket_seconds)
 
 
 @router.get(
@@ -223,4 +245,4 @@ async def tenant_usage(
     request: Request, caller: Caller, minutes: _MINUTES = 60, bucket_seconds: _BUCKET = 60
 ) -> dict[str, Any]:
     """As ``/admin/usage``, for the tenant of the detect key."""
-    return await _usage(request, caller.tenant_name, minutes, bucket_seconds)
+    return await _usage(request, caller, caller.tenant_name, minutes, bucket_seconds)

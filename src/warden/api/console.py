@@ -114,9 +114,12 @@ async def asset(name: str) -> Response:
 async def sign_in(body: SignInIn, request: Request, response: Response) -> SessionOut:
     """Exchange a key for a session cookie; the answer carries the session's CSRF token."""
     services = _services(request)
-    opened = await run_in_threadpool(services.console.open, body.key)
-    caller = services.authenticator.served_here(opened.principal)
+    opened = await run_in_threadpool(services.console.open, body.key, services.authenticator.served_here)
+    caller = opened.principal
     facts(request).principal = caller
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous is not None:  # a new sign-in ends the session this browser held, whoever's it was
+        await run_in_threadpool(services.console.close, previous)
     response.set_cookie(
         SESSION_COOKIE,
         opened.token,

@@ -1,4 +1,4 @@
-"""Usage over a recent window, per tenant, from the audit trail: requests, refusals by reason, latency.
+"""Usage over a recent window, per tenant, from the audit trail: inference requests, refusals by reason, latency.
 
 The trail is shared by every replica (one database), so these figures cover the whole
 service, not one process. Queue depth is not in the trail; the console reads it live.
@@ -11,14 +11,15 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 import numpy as np
+from sqlalchemy import select
 
 from warden.audit.events import EventKind
 from warden.audit.query import AuditFilter, scan
 from warden.errors import InvalidArgument
-from warden.storage import Database
+from warden.storage import AuditRecord, Database
 
 MAX_RECORDS: Final = 200_000
-"""Most request records read for one answer; past it the answer says ``truncated``."""
+"""Most request records read for one answer (the newest); past it the answer says ``truncated``."""
 MAX_BUCKETS: Final = 1440
 
 
@@ -66,8 +67,31 @@ class Usage:
         }
 
 
-def usage(db: Database, *, since: datetime, until: datetime, bucket_seconds: int, tenant: str | None = None) -> Usage:
-    """Count the request records of ``tenant`` (or every tenant) between ``since`` and ``until`` into buckets."""
+INFERENCE_ROUTES: Final = frozenset(
+    {
+        "POST /v1/models/{name}/detect",
+        "POST /v2/models/{name}/infer",
+        "POST /v2/models/{name}/versions/{version}/infer",
+    }
+)
+"""The routes whose requests are usage: inference, not reads of the trail or administration."""
+
+
+def usage(
+    db: Database,
+    *,
+    since: datetime,
+    until: datetime,
+    bucket_seconds: int,
+    tenant: str | None = None,
+    not_before: datetime | None = None,
+) -> Usage:
+    """Count the inference requests of ``tenant`` (or every tenant) between ``since`` and ``until`` into buckets.
+
+    At most about ``MAX_RECORDS`` records are read, the newest: past that, the older buckets are
+    left short and the answer says ``truncated``. Records before ``not_before`` are not read (the
+    buckets still start at ``since``).
+    """
     if bucket_seconds < 1:
         raise InvalidArgument(f"bucket_seconds must be at least 1, not {bucket_seconds}")
     if until <= since:
@@ -77,16 +101,16 @@ def usage(db: Database, *, since: datetime, until: datetime, bucket_seconds: int
         raise InvalidArgument(f"that window holds {count} buckets; at most {MAX_BUCKETS}")
     starts = [since + timedelta(seconds=i * bucket_seconds) for i in range(count)]
     tenants: dict[str, list[UsageBucket]] = {}
-    truncated = False
-    where = AuditFilter(tenant=tenant, since=since, until=until, kind=EventKind.REQUEST)
-    for read, entry in enumerate(scan(db, where)):
-        if read >= MAX_RECORDS:
-            truncated = True
-            break
+    first = since if not_before is None else max(since, not_before)
+    read_from = _newest_start(db, first, until, tenant)
+    where = AuditFilter(tenant=tenant, since=read_from or first, until=until, kind=EventKind.REQUEST)
+    for entry in scan(db, where):
         event = entry.event
-        if event.tenant is None:
+        if event.tenant is None or event.route not in INFERENCE_ROUTES:
             continue
-        buckets = tenants.setdefault(event.tenant, [UsageBucket(start) for start in starts])
+        buckets = tenants.get(event.tenant)
+        if buckets is None:
+            buckets = tenants[event.tenant] = [UsageBucket(start) for start in starts]
         bucket = buckets[min(count - 1, int((event.time - since).total_seconds()) // bucket_seconds)]
         bucket.requests += 1
         if event.status is not None and event.status < 400:
@@ -96,6 +120,19 @@ def usage(db: Database, *, since: datetime, until: datetime, bucket_seconds: int
         else:
             reason = event.error_code or f"http_{event.status}"
             bucket.refusals[reason] = bucket.refusals.get(reason, 0) + 1
+    if tenant is not None and tenant not in tenants:
+        tenants[tenant] = [UsageBucket(start) for start in starts]
+    return Usage(since, until, bucket_seconds, tenants, read_from is not None)
+
+
+def _newest_start(db: Database, since: datetime, until: datetime, tenant: str | None) -> datetime | None:
+    """The time from which the newest ``MAX_RECORDS`` request records start, or ``None`` when all fit."""
+    statement = select(AuditRecord.time).where(
+        AuditRecord.kind == EventKind.REQUEST.value, AuditRecord.time >= since, AuditRecord.time < until
+    )
     if tenant is not None:
-        tenants.setdefault(tenant, [UsageBucket(start) for start in starts])
-    return Usage(since, until, bucket_seconds, tenants, truncated)
+        statement = statement.where(AuditRecord.tenant == tenant)
+    statement = statement.order_by(AuditRecord.time.desc()).offset(MAX_RECORDS).limit(1)
+    with db.engine.connect() as connection:
+        found: datetime | None = connection.execute(statement).scalar()
+    return found

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,17 +38,29 @@ class OpenedSession:
 class ConsoleSessions:
     """Makes, resolves and ends console sessions; lifetimes are absolute (no sliding renewal)."""
 
-    def __init__(self, db: Database, tenants: TenantService, server_secret: bytes, lifetime_seconds: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        tenants: TenantService,
+        server_secret: bytes,
+        lifetime_seconds: float,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self._db = db
         self._tenants = tenants
         self._secret = server_secret
         self._lifetime = timedelta(seconds=lifetime_seconds)
+        self._clock = clock
 
-    def open(self, presented_key: str) -> OpenedSession:
-        """Authenticate an API key (as any request would) and make a session for it."""
+    def open(self, presented_key: str, accept: Callable[[Principal], object] = lambda _: None) -> OpenedSession:
+        """Authenticate an API key (as any request would) and make a session for it.
+
+        ``accept`` may refuse the principal (by raising) before anything is stored.
+        """
         principal = self._tenants.authenticate(presented_key)
+        accept(principal)
         token = secrets.token_urlsafe(32)
-        now = utcnow()
+        now = self._clock()
         with self._db.session() as session:
             session.execute(delete(ConsoleSession).where(ConsoleSession.expires_at <= now))
             key_row = session.scalar(select(ApiKey.id).where(ApiKey.key_id == principal.key_id))
@@ -69,7 +82,7 @@ class ConsoleSessions:
                 .outerjoin(Tenant, ApiKey.tenant_id == Tenant.id)
                 .where(ConsoleSession.token_hash == _digest(token))
             ).first()
-            if row is None or row[0].expires_at <= utcnow() or row[1].revoked_at is not None:
+            if row is None or row[0].expires_at <= self._clock() or row[1].revoked_at is not None:
                 raise Unauthenticated("the console session has ended; sign in again")
             return principal_of(row[1], row[2]), row[0].expires_at
 
