@@ -205,6 +205,15 @@ class Tab:
         self.page.get_by_role("navigation", name="Views").get_by_role("link", name=view, exact=True).click()
         self.page.get_by_role("heading", level=1, name=view).wait_for()
 
+    def choose_tenant(self, name: str, *, loaded: str) -> None:
+        """Choose ``name`` in the view's tenant chooser once the view's first answer has filled ``loaded``.
+
+        The console does not drop an answer that arrives after a newer choice: choosing before the
+        first tenant's data has arrived could leave that tenant's data on the page.
+        """
+        expect(self.page.locator(loaded)).not_to_be_empty()
+        self.page.get_by_label("Tenant", exact=True).select_option(name)
+
     def nav(self) -> list[str]:
         """The names of the views offered."""
         return self.page.locator("#nav a").all_inner_texts()

@@ -120,7 +120,9 @@ export async function auditView(section, ctx) {
     };
   }
 
+  let asks = 0;
   async function showPage() {
+    const asked = ++asks;
     const cursor = cursors[cursors.length - 1];
     replace(results, h("p", { class: "muted" }, "Loading…"));
     replace(pager);
@@ -128,6 +130,7 @@ export async function auditView(section, ctx) {
       query: { ...filters, limit: limit.value, cursor },
       signal: ctx.signal,
     });
+    if (asked !== asks) return; // a newer search or page was asked for while this answer was on its way
     replace(
       results,
       answer.entries.length

@@ -42,7 +42,10 @@ function revealPanel(issued, tenant, status, closed) {
 }
 
 async function keyList(ctx, tenant, box, status) {
+  const asked = String(Number(box.dataset.asks ?? 0) + 1);
+  box.dataset.asks = asked;
   const keys = await call("GET", `/admin/tenants/${encodeURIComponent(tenant)}/keys`, { signal: ctx.signal });
+  if (box.dataset.asks !== asked) return; // a newer choice was made while this answer was on its way
   const rows = keys.map((key) => [
     h("code", {}, key.key_id),
     key.scope,

@@ -187,10 +187,13 @@ function uploadForm(picker, status, refresh) {
 export async function adminModelsView(section, ctx) {
   const status = notice();
   const list = h("div", { id: "model-list", class: "cards" });
+  let asks = 0;
   const refresh = async () => {
     const tenant = picker.value();
+    const asked = ++asks;
     const base = `/admin/tenants/${encodeURIComponent(tenant)}/models`;
     const models = await call("GET", base, { signal: ctx.signal });
+    if (asked !== asks) return; // a newer choice was made while this answer was on its way
     replace(
       list,
       models.length

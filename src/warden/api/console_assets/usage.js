@@ -69,12 +69,15 @@ export async function usageView(section, ctx) {
   const picker = admin ? await tenantPicker(ctx, { allowAll: true, changed: () => load() }) : null;
   const stamp = h("span", { class: "muted", id: "usage-updated" });
   const refresh = h("button", { type: "button", id: "usage-refresh" }, "Refresh");
+  let asks = 0;
   async function load() {
+    const asked = ++asks;
     try {
       const query = { minutes: MINUTES, bucket_seconds: BUCKET_SECONDS };
       const answer = admin
         ? await call("GET", "/admin/usage", { query: { ...query, tenant: picker.value() }, signal: ctx.signal })
         : await call("GET", "/v1/usage", { query, signal: ctx.signal });
+      if (asked !== asks) return; // a newer choice or refresh was made while this answer was on its way
       const names = [...new Set([...Object.keys(answer.tenants), ...Object.keys(answer.live)])].sort();
       const empty = starts(answer).map((start) => ({
         start,
