@@ -90,6 +90,7 @@ def test_past_the_record_cap_the_newest_records_are_counted_and_the_answer_says_
     monkeypatch.setattr("warden.audit.usage.MAX_RECORDS", 4)
     found = usage(services.db, since=T0, until=T0 + timedelta(seconds=100), bucket_seconds=10)
     assert found.truncated
-    assert [bucket.requests for bucket in found.tenants["a"]] == [0] * 5 + [1] * 5  # the newest four and the one at the cut
+    # The newest four, and the one at the cut's time.
+    assert [bucket.requests for bucket in found.tenants["a"]] == [0] * 5 + [1] * 5
     monkeypatch.setattr("warden.audit.usage.MAX_RECORDS", 10)
     assert not usage(services.db, since=T0, until=T0 + timedelta(seconds=100), bucket_seconds=10).truncated
