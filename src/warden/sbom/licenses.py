@@ -9,6 +9,7 @@ a guess.
 
 from __future__ import annotations
 
+import contextlib
 from importlib.metadata import PackageMetadata
 from typing import Final
 
@@ -87,10 +88,8 @@ def _spdx(value: str) -> License | None:
     """An SPDX id or expression as a license; ``None`` for anything else (a name, or a whole license text)."""
     if not value or "\n" in value:
         return None
-    try:
+    with contextlib.suppress(InvalidSpdxLicenseException):  # not an id: perhaps an expression
         return _factory.make_with_id(value, acknowledgement=_DECLARED)
-    except InvalidSpdxLicenseException:
-        pass
     try:
         expression: LicenseExpression = _factory.make_with_expression(value, acknowledgement=_DECLARED)
     except InvalidLicenseExpressionException:
