@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +32,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def interrupt(process: subprocess.Popen[Any]) -> None:
+    """Stop a server as Ctrl-C would (SIGINT), or kill it when it has not stopped within 20 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def running(args: list[str], env: dict[str, str]) -> Iterator[queue.Queue[str]]:
     """Run ``warden ARGS``; yields a queue of its output lines; stops it with SIGINT (then SIGKILL)."""
@@ -43,12 +54,7 @@ def running(args: list[str], env: dict[str, str]) -> Iterator[queue.Queue[str]]:
     try:
         yield lines
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        interrupt(process)
         reader.join(timeout=10)
         if process.stdout is not None:
             process.stdout.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from playwright.sync_api import (
 )
 
 from tests.audit.test_server_crash import WARDEN, wait_ready
-from tests.cli.test_serve import free_port
+from tests.cli.test_serve import free_port, interrupt
 from tests.detection.graphs import Box, anchor_free_rows, yolo_graph
 from warden.services import open_services
 from warden.settings import Settings
@@ -119,12 +118,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, fall_model_file: Path) -> I
             raise AssertionError(f"{exc}; its log:\n{(data_dir.parent / 'serve.log').read_text()}") from None
         yield Server(url=url, **keys)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        interrupt(process)
         log.close()
 
 

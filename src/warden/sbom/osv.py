@@ -112,6 +112,7 @@ def _zip_records(path: Path) -> Iterator[Record]:
             for name in sorted(archive.namelist()):
                 if name.endswith(".json") and not name.endswith("/"):
                     yield from _parse(archive.read(name), f"{path}:{name}")
+    # zipfile raises NotImplementedError for a compression method it cannot read: the file is unreadable here.
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as exc:
         raise UnsupportedFile(f"{str(path)!r} is not a readable zip archive: {exc}") from None
 
