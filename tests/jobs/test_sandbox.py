@@ -22,6 +22,7 @@ import pytest
 from warden.errors import InvalidArgument
 from warden.jobs import seccomp
 from warden.jobs.limits import CGROUP_V1, CGROUP_V2, RLIMIT, create_limits
+from warden.jobs.outputs import tmpfs_size
 from warden.jobs.sandbox import (
     DEFAULT_ENV,
     LANDLOCK_PYTHON,
@@ -158,10 +159,11 @@ def test_when_an_input_is_a_single_file_then_it_is_bound_at_its_name(
 
 
 def test_when_the_job_writes_then_the_sink_receives_output_while_it_runs(
-    sandbox: BwrapSandbox, output_dir: Path
+    sandbox: BwrapSandbox, output_dir: Path, data_dir: Path
 ) -> None:
     # The job waits for a file that the host creates only after the sink has seen "ready": output is streamed.
-    go = output_dir / "go"
+    # The host reaches the job through an input directory (bound read-only; the host may still add to it).
+    go = data_dir / "go"
 
     def on_stdout(chunk: bytes) -> None:
         chunks.append(chunk)
@@ -173,14 +175,15 @@ def test_when_the_job_writes_then_the_sink_receives_output_while_it_runs(
     import time
     print("ready", flush=True)
     for _ in range(3000):
-        if os.path.exists("/output/go"):
+        if os.path.exists("/input/data/go"):
             print("done", flush=True)
             break
         time.sleep(0.01)
     else:
         sys.exit("the host never answered: output was not streamed")
     """
-    spec = SandboxSpec(command=[PYTHON, "-I", "-c", _PRELUDE + textwrap.dedent(code)], output_dir=output_dir)
+    command = [PYTHON, "-I", "-c", _PRELUDE + textwrap.dedent(code)]
+    spec = SandboxSpec(command=command, output_dir=output_dir, inputs=[(data_dir, "data")])
     result = sandbox.run(spec, on_stdout, Captured())
     assert result.ok
     assert b"".join(chunks) == b"ready\ndone\n"
@@ -647,7 +650,7 @@ def test_when_the_argv_is_built_then_it_has_every_hardening_flag(tmp_path: Path,
     output = tmp_path / "out"
     output.mkdir()
     spec = SandboxSpec(command=["python3", "train.py"], output_dir=output, inputs=[(data_dir, "data")])
-    argv = build_argv(spec, "/usr/bin/bwrap", 9)
+    argv = build_argv(spec, "/usr/bin/bwrap", 9, 10)
     for flag in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
                  "--clearenv"):  # fmt: skip
         assert flag in argv
@@ -655,13 +658,14 @@ def test_when_the_argv_is_built_then_it_has_every_hardening_flag(tmp_path: Path,
     assert "--cap-drop ALL" in joined
     assert "--uid 65534 --gid 65534" in joined
     assert f"--ro-bind {data_dir} /input/data" in joined
-    assert f"--bind {output} /output" in joined
+    assert f"--size {tmpfs_size(spec.output_bytes)} --tmpfs /output" in joined
+    assert "--clearenv --args 10" in joined
     assert argv[argv.index("--seccomp") + 1 : argv.index("--seccomp") + 3] == ["9", "--"]
     assert argv[-2:] == ["python3", "train.py"]
     assert "--proc /proc --dev /dev" in joined
     # The root is remounted read-only after every mount point has been made in it.
     assert argv.index("--remount-ro") > max(i for i, arg in enumerate(argv) if arg in {"--bind", "--ro-bind"})
-    assert argv.count("--bind") == 1  # the output is the only writable bind
+    assert "--bind" not in argv  # no host path is writable: /output is the sandbox's own tmpfs
 
 
 def test_a_runtime_under_tmp_is_bound_after_the_private_tmp_is_mounted(tmp_path: Path) -> None:
@@ -669,7 +673,7 @@ def test_a_runtime_under_tmp_is_bound_after_the_private_tmp_is_mounted(tmp_path:
     venv = tmp_path / "venv"  # pytest's tmp_path lies under /tmp
     venv.mkdir()
     spec = SandboxSpec(command=["true"], output_dir=tmp_path, extra_ro_paths=[venv])
-    argv = build_argv(spec, "/usr/bin/bwrap", 9)
+    argv = build_argv(spec, "/usr/bin/bwrap", 9, 10)
 
     tmpfs = max(i for i, arg in enumerate(argv) if arg == "--tmpfs" and argv[i + 1] == "/tmp")  # noqa: S108
     bound = argv.index(str(venv))

@@ -1,11 +1,19 @@
 """Run one training job end to end: admit it, audit its start, run it in the sandbox, hash what it wrote, audit its end.
 
-The output directory is the controlled area: it must be empty (or not exist yet), and it is the only place the
-job can write. What Warden itself keeps about the run (the job's stdout and stderr, and the manifest hashing
-every output file) goes beside it, in ``OUTPUT.job/``, outside the job's reach, so a job cannot rewrite its own
-record. Two audit events frame the run: ``job.start`` once admission took a run (so a crash mid-job still leaves
-a trace) and ``job.end`` with the exit status and the outputs' hashes. Inputs are hashed again after the run;
-one that changed while it ran (after admission checked it) fails the run loudly.
+The output directory is the controlled area: it must be empty (or not exist yet), and it receives what the job
+wrote to ``/output`` (bwrap copies it out of the sandbox's bounded tmpfs after the run; the container backends
+bind it). Only regular files and directories are released: links, FIFOs, sockets, devices and extra hard-link
+names are left out and listed in the manifest with ``released: false`` (links with their target string). What
+Warden itself keeps about the run (the job's stdout and stderr, and the manifest hashing every output file) goes
+beside it, in ``OUTPUT.job/`` (mode 0700, files 0600), outside the job's reach, so a job cannot rewrite its own
+record. The manifest names the job's environment variables, never their values.
+
+A job stopped at its output or log limit ends with status ``limit_exceeded`` (the manifest's ``status`` and
+``limit_exceeded``, the ``job.end`` audit event, and exit status 122 from :attr:`JobReport.exit_status`).
+
+Two audit events frame the run: ``job.start`` once admission took a run (so a crash mid-job still leaves a trace)
+and ``job.end`` with the exit status and the outputs' hashes. Inputs are hashed again after the run; one that
+changed while it ran (after admission checked it) fails the run loudly.
 
 The sandbox is bwrap by default, or a :class:`~warden.jobs.containers.ContainerSandbox` (podman, docker) running
 the same spec in a container pinned by digest; the manifest and the audit events name the backend and the image.
@@ -17,17 +25,16 @@ dry run neither checks nor spends the approval, writes no output, and audits not
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import shutil
-import stat
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 from warden.audit import AuditEvent, AuditLog
 from warden.errors import InvalidArgument, SandboxUnavailable, WardenError
@@ -43,10 +50,42 @@ from warden.jobs.containers import (
 )
 from warden.jobs.images import ImageRef
 from warden.jobs.kubernetes import KubernetesInput, KubernetesJob, build_manifest, manifest_yaml
+from warden.jobs.outputs import OutputFile, hash_outputs, remove_specials, restrict_output
 from warden.jobs.sandbox import BwrapSandbox, SandboxResult, SandboxSpec, Sink, check_env
 
+__all__ = [
+    "LIMIT_EXIT_STATUS",
+    "InputChanged",
+    "JobReport",
+    "JobRequest",
+    "JobStatus",
+    "KubernetesTarget",
+    "OutputFile",
+    "check_output",
+    "container_dry_run",
+    "hash_outputs",
+    "issue_manifest",
+    "manifest_dry_run",
+    "prepare_output",
+    "record_dir",
+    "restrict_output",
+    "run_job",
+]
+
 RECORD_SUFFIX: Final = ".job"
+LIMIT_EXIT_STATUS: Final = 122
+"""What ``warden job run`` exits with when the job was stopped at its output or log limit."""
 _AUDIT_VALUE_CHARS: Final = 1000
+
+
+class JobStatus(StrEnum):
+    """How a run ended, as the manifest, the ``job.end`` audit event and ``--json`` name it."""
+
+    OK = "ok"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    OOM_KILLED = "oom_killed"
+    LIMIT_EXCEEDED = "limit_exceeded"
 
 
 class InputChanged(WardenError):
@@ -69,21 +108,8 @@ class JobRequest:
     cpu_seconds: int | None = None
     timeout_seconds: float | None = 3600.0
     extra_ro_paths: Sequence[Path] = ()
-
-
-@dataclass(frozen=True)
-class OutputFile:
-    """One entry the job left in its output: a file with its hash, or a link, pipe, socket or device (never opened).
-
-    ``error`` says why an entry could not be hashed (a path too long to open, say); the entry is still listed.
-    """
-
-    path: str
-    sha256: str | None
-    size: int
-    link_target: str | None = None
-    kind: str = "file"
-    error: str | None = None
+    max_output_bytes: int = 1024**3
+    max_log_bytes: int | None = 64 * 1024**2
 
 
 @dataclass
@@ -97,16 +123,35 @@ class JobReport:
     actor: str
     backend: str = "bwrap"
     image: str | None = None
+    env_names: Sequence[str] = ()
+    max_output_bytes: int | None = None
+    max_log_bytes: int | None = None
+
+    @property
+    def status(self) -> JobStatus:
+        """How the run ended; a limit the job was stopped at comes first, whatever its exit status then was."""
+        if self.result.limit_exceeded is not None:
+            return JobStatus.LIMIT_EXCEEDED
+        if self.result.timed_out:
+            return JobStatus.TIMED_OUT
+        if self.result.oom_killed:
+            return JobStatus.OOM_KILLED
+        return JobStatus.OK if self.result.exit_code == 0 else JobStatus.FAILED
 
     @property
     def exit_status(self) -> int:
-        """The status ``warden job run`` exits with: the job's own, 124 after a timeout (as ``timeout`` does)."""
+        """The status ``warden job run`` exits with: the job's own, 124 after a timeout (as ``timeout`` does), 122
+        when it was stopped at its output or log limit."""
+        if self.result.limit_exceeded is not None:
+            return LIMIT_EXIT_STATUS
         if self.result.timed_out:
             return 124
         return self.result.exit_code if self.result.exit_code is not None else 1
 
     def exit_description(self) -> str:
         """How the job ended, in a few words (``exited 0``, ``killed by signal 9``, ``timed out``)."""
+        if self.result.limit_exceeded is not None:
+            return f"stopped: limit_exceeded ({self.result.limit_exceeded})"
         if self.result.timed_out:
             return "timed out"
         if self.result.oom_killed:
@@ -116,7 +161,11 @@ class JobReport:
         return f"exited {self.result.exit_code}"
 
     def manifest(self) -> dict[str, Any]:
-        """The run's manifest: approval, purpose, inputs and outputs with their hashes, command, limits, status."""
+        """The run's manifest: approval, purpose, inputs and outputs with their hashes, command, limits, status.
+
+        The environment appears by name only (``env``); ``argv`` never holds a value (bwrap reads them from a
+        descriptor, the container engines from a private file).
+        """
         approval = self.admission.approval
         return {
             "warden_job": 1,
@@ -128,7 +177,12 @@ class JobReport:
             "backend": self.backend,
             "image": self.image,
             "argv": list(self.result.argv),
+            "env": sorted(self.env_names),
             "limits": dict(self.result.limits),
+            "max_output_bytes": self.max_output_bytes,
+            "max_log_bytes": self.max_log_bytes,
+            "status": self.status.value,
+            "limit_exceeded": self.result.limit_exceeded,
             "started": self.result.started.isoformat(),
             "ended": self.result.ended.isoformat(),
             "exit_code": self.result.exit_code,
@@ -144,6 +198,7 @@ class JobReport:
                     "size": o.size,
                     "link_target": o.link_target,
                     "error": o.error,
+                    "released": o.released,
                 }
                 for o in self.outputs
             ],
@@ -165,7 +220,8 @@ def prepare_output(output_dir: Path) -> Path:
     check_output(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     record = record_dir(output_dir)
-    record.mkdir()
+    record.mkdir(mode=0o700)
+    os.chmod(record, 0o700)  # exactly, whatever the umask
     return record
 
 
@@ -239,19 +295,27 @@ def _run_admitted(
         cpu_seconds=request.cpu_seconds,
         timeout_seconds=request.timeout_seconds,
         extra_ro_paths=list(request.extra_ro_paths),
+        output_bytes=request.max_output_bytes,
+        log_bytes=request.max_log_bytes,
     )
     backend, image = _backend(box), _image(box)
     started = {"command": _json(spec.command), "limits": _json(_limits(request)), "backend": backend, "image": image}
-    _record(audit, "job.start", admission, actor, started)
+    _record(audit, "job.start", admission, actor, {**started, "env": ",".join(sorted(request.env)) or None})
     try:
-        with (record / "stdout.log").open("wb") as out_log, (record / "stderr.log").open("wb") as err_log:
+        with _private(record / "stdout.log") as out_log, _private(record / "stderr.log") as err_log:
             result = box.run(spec, _tee(out_log.write, stdout), _tee(err_log.write, stderr))
     except BaseException as exc:  # the run never finished: still close its record
         _record(audit, "job.end", admission, actor, {"error": type(exc).__name__, "backend": backend})
         raise
+    withheld = [w.as_output() for w in (*result.withheld, *remove_specials(request.output_dir))]
     restrict_output(request.output_dir)
-    report = JobReport(admission, result, hash_outputs(request.output_dir), record, actor, backend, image)
-    (record / "manifest.json").write_text(json.dumps(report.manifest(), indent=2) + "\n", encoding="utf-8")
+    outputs = sorted(hash_outputs(request.output_dir) + withheld, key=lambda o: o.path)
+    report = JobReport(
+        admission, result, outputs, record, actor, backend, image, sorted(request.env), spec.output_bytes,
+        spec.log_bytes,
+    )  # fmt: skip
+    with _private(record / "manifest.json") as handle:
+        handle.write((json.dumps(report.manifest(), indent=2) + "\n").encode())
     changed = [i.name for i in admission.inputs if content_sha256(i.path) != i.sha256]
     outputs_sha256 = hashlib.sha256((record / "manifest.json").read_bytes()).hexdigest()
     _record(
@@ -264,6 +328,9 @@ def _run_admitted(
             "signal": result.signal,
             "timed_out": int(result.timed_out),
             "oom_killed": int(result.oom_killed),
+            "status": report.status.value,
+            "limit_exceeded": result.limit_exceeded,
+            "withheld_outputs": len(withheld) or None,
             "started": result.started.isoformat(),
             "ended": result.ended.isoformat(),
             "outputs": len(report.outputs),
@@ -276,6 +343,13 @@ def _run_admitted(
     if changed:
         raise InputChanged(f"input {', '.join(changed)} changed while the job ran; its outputs prove nothing about it")
     return report
+
+
+def _private(path: Path) -> BinaryIO:
+    """A new file only its owner can read (0600), whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 def _backend(box: BwrapSandbox | ContainerSandbox) -> str:
@@ -391,6 +465,8 @@ def _limits(request: JobRequest) -> dict[str, Any]:
         "pids": request.pids,
         "cpu_seconds": request.cpu_seconds,
         "timeout_seconds": request.timeout_seconds,
+        "max_output_bytes": request.max_output_bytes,
+        "max_log_bytes": request.max_log_bytes,
     }
 
 
@@ -423,51 +499,3 @@ def _tee(first: Callable[[bytes], object], second: Sink | None) -> Sink:
             second(chunk)
 
     return both
-
-
-def hash_outputs(output_dir: Path) -> list[OutputFile]:
-    """Every entry under ``output_dir``, sorted by path: files hashed, anything else recorded, nothing followed.
-
-    Directories are walked by descriptor (``os.fwalk``), so no path length stops the walk, and files are opened
-    with ``O_NOFOLLOW`` relative to their directory, so a link the job made never leads the runner elsewhere.
-    """
-    found: list[OutputFile] = []
-    walk_errors: list[OSError] = []
-    for root, dirs, files, root_fd in os.fwalk(output_dir, follow_symlinks=False, onerror=walk_errors.append):
-        base = Path(root).relative_to(output_dir)
-        for name in sorted(files) + sorted(dirs):
-            relative = (base / name).as_posix()
-            try:
-                info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
-                if stat.S_ISDIR(info.st_mode):
-                    continue
-                found.append(_entry(relative, name, info, root_fd))
-            except OSError as exc:
-                found.append(OutputFile(relative, None, 0, error=exc.strerror or type(exc).__name__))
-    found += [OutputFile(str(e.filename or "?"), None, 0, kind="directory", error=e.strerror) for e in walk_errors]
-    return sorted(found, key=lambda o: o.path)
-
-
-def _entry(relative: str, name: str, info: os.stat_result, root_fd: int) -> OutputFile:
-    if stat.S_ISLNK(info.st_mode):
-        return OutputFile(relative, None, 0, os.readlink(name, dir_fd=root_fd), kind="link")
-    if not stat.S_ISREG(info.st_mode):
-        kind = "fifo" if stat.S_ISFIFO(info.st_mode) else "socket" if stat.S_ISSOCK(info.st_mode) else "device"
-        return OutputFile(relative, None, 0, kind=kind)
-    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=root_fd)
-    digest = hashlib.sha256()
-    with os.fdopen(fd, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return OutputFile(relative, digest.hexdigest(), info.st_size)
-
-
-def restrict_output(output_dir: Path) -> None:
-    """Take write access from group and others on everything the job left (a job can chmod 0777 its output)."""
-    os.chmod(output_dir, os.stat(output_dir).st_mode & ~0o022 & 0o7777)
-    for _root, dirs, files, root_fd in os.fwalk(output_dir, follow_symlinks=False):
-        for name in dirs + files:
-            with contextlib.suppress(OSError):
-                info = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
-                if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
-                    os.chmod(name, info.st_mode & ~0o022 & 0o7777, dir_fd=root_fd)

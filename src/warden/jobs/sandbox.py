@@ -9,9 +9,11 @@
 - a root that is an empty tmpfs holding only the runtime's read-only paths (``/usr`` and its merged-``/usr``
   links, ``/etc/alternatives``, ``/etc/ld.so.cache``, plus any ``extra_ro_paths`` such as a virtual environment),
   a fresh ``/proc`` (remounted read-only, so no sysctl can be written), a minimal read-only ``/dev``, private ``/tmp``
-  and ``/dev/shm`` tmpfs of bounded size, every input bound read-only at ``/input/NAME``, the output directory bound
-  read-write at ``/output`` (the only host path it can write), and the root then remounted read-only;
-- an environment holding only ``PATH``, ``HOME``, ``LANG`` and what the spec gives (``--clearenv``);
+  and ``/dev/shm`` tmpfs of bounded size, every input bound read-only at ``/input/NAME``, ``/output`` a tmpfs of
+  ``output_bytes`` (no host path is writable at all; :mod:`warden.jobs.outputs` copies the regular files out once
+  the job is gone), and the root then remounted read-only;
+- an environment holding only ``PATH``, ``HOME``, ``LANG`` and what the spec gives (``--clearenv``), passed as
+  ``--setenv`` options through ``--args FD`` (a memfd), so no value appears in any process's command line;
 - the seccomp denylist of ``warden.jobs.seccomp`` (``--seccomp FD``, a memfd). bwrap sets
   ``PR_SET_NO_NEW_PRIVS`` before loading it, which the kernel requires of an unprivileged filter: the job shows
   ``NoNewPrivs: 1`` in ``/proc/self/status`` and the suite checks it;
@@ -20,11 +22,14 @@
   connect (ABI 4+), no signals or abstract sockets across the sandbox (ABI 6+), no ptrace-style access to the
   sandbox's init; ``SandboxResult.landlock_abi`` says which ABI confined the job (0: layer not applied);
 - memory and pids limits from ``warden.jobs.limits`` (cgroups, else rlimits), CPU seconds as ``RLIMIT_CPU``, and a
-  wall-clock timeout after which bwrap, the job's whole PID namespace and its cgroups are killed.
+  wall-clock timeout after which bwrap, the job's whole PID namespace and its cgroups are killed;
+- an output limit (bytes and entries of the ``/output`` tmpfs, watched while the job runs) and a log limit (stdout
+  and stderr together, counted as they are copied): past either the job is killed and the result names the limit
+  in ``limit_exceeded`` (``output_bytes``, ``output_files``, ``log_bytes``).
 
-stdout and stderr are handed to the sinks chunk by chunk as the job writes them. The result carries the exact argv
-for the audit record. The preexec hook that joins the cgroups runs between fork and exec; it only opens, writes
-and calls setrlimit.
+stdout and stderr are handed to the sinks chunk by chunk as the job writes them, up to the log limit. The result
+carries the exact argv for the audit record. The preexec hook that joins the cgroups runs between fork and exec; it
+only opens, writes and calls setrlimit.
 
 When Warden runs as root, the job's uid maps to host root (bwrap's user namespace maps the caller's uid): the job
 still holds no capability in any namespace and sees only its binds, ``/proc`` is read-only so no host sysctl can be
@@ -35,7 +40,6 @@ Run Warden as an unprivileged service user where possible.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import os
 import re
@@ -53,17 +57,23 @@ from typing import Final
 
 from warden.errors import InvalidArgument, SandboxUnavailable
 from warden.jobs import seccomp
+from warden.jobs.landlock import LANDLOCK_PYTHON, LANDLOCK_TRAMPOLINE, landlock_abi
 from warden.jobs.limits import JobLimits, create_limits
+from warden.jobs.outputs import OutputArea, Withheld, tmpfs_size
+from warden.jobs.streams import LogBudget
 
 __all__ = [
     "DEFAULT_ENV",
     "DEFAULT_RUNTIME_PATHS",
+    "LANDLOCK_PYTHON",
+    "LANDLOCK_TRAMPOLINE",
     "BwrapSandbox",
     "SandboxResult",
     "SandboxSpec",
     "SandboxUnavailable",
     "Sink",
     "check_env",
+    "landlock_abi",
     "python_runtime_paths",
 ]
 
@@ -93,46 +103,7 @@ DEFAULT_ENV: Mapping[str, str] = MappingProxyType(
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KILL_GRACE_SECONDS = 5.0
-_SYS_LANDLOCK_CREATE_RULESET = 444  # the same number on every architecture
-
-LANDLOCK_PYTHON = "/usr/bin/python3"
-"""The interpreter that runs the Landlock trampoline inside the sandbox (Debian's, under the read-only /usr)."""
-
-LANDLOCK_TRAMPOLINE = """\
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-sep = sys.argv.index("--")
-writable, command = sys.argv[1:sep], sys.argv[sep + 1 :]
-abi = libc.syscall(444, None, 0, 1)
-if abi > 0:
-    fs = (1 << 13) - 1 | (1 << 13 if abi >= 2 else 0) | (1 << 14 if abi >= 3 else 0) | (1 << 15 if abi >= 5 else 0)
-    net, scoped = (3 if abi >= 4 else 0), (3 if abi >= 6 else 0)
-    attr = (ctypes.c_uint64 * 3)(fs, net, scoped)
-    ruleset = libc.syscall(444, attr, 8 if abi < 4 else 16 if abi < 6 else 24, 0)
-    if ruleset < 0:
-        sys.exit(f"landlock_create_ruleset: {os.strerror(ctypes.get_errno())}")
-    class PathBeneath(ctypes.Structure):
-        _pack_ = 1
-        _fields_ = [("allowed", ctypes.c_uint64), ("fd", ctypes.c_int32)]
-    def allow(path, rights):
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-        rule = PathBeneath(rights, fd)
-        if libc.syscall(445, ruleset, 1, ctypes.byref(rule), 0) < 0:
-            sys.exit(f"landlock_add_rule {path}: {os.strerror(ctypes.get_errno())}")
-        os.close(fd)
-    allow("/", 1 | 4 | 8)
-    allow("/dev", 1 | 2 | 4 | 8 | (1 << 14 if abi >= 3 else 0) | (1 << 15 if abi >= 5 else 0))
-    for path in writable:
-        allow(path, fs)
-    if libc.prctl(38, 1, 0, 0, 0) < 0 or libc.syscall(446, ruleset, 0) < 0:
-        sys.exit(f"landlock_restrict_self: {os.strerror(ctypes.get_errno())}")
-    os.close(ruleset)
-os.execvp(command[0], command)
-"""
-"""Runs inside the sandbox before the job: everything visible is readable and executable, only ``/output``,
-``/tmp`` and ``/dev/shm`` (arguments before ``--``) are writable, ``/dev`` nodes may be written, TCP bind and
-connect are refused (ABI 4+), and abstract UNIX sockets and signals cannot leave the sandbox (ABI 6+)."""
+_WATCH_SECONDS = 0.05  # how often the /output tmpfs's use is read while the job runs
 
 
 def check_env(env: Mapping[str, str]) -> None:
@@ -172,6 +143,9 @@ class SandboxSpec:
     cpu_seconds: int | None = None
     timeout_seconds: float | None = 3600.0
     tmp_bytes: int = 256 * 1024**2
+    output_bytes: int = 1024**3
+    output_entries: int = 100_000
+    log_bytes: int | None = 64 * 1024**2
     uid: int = 65534
     gid: int = 65534
     runtime_paths: Sequence[Path] = DEFAULT_RUNTIME_PATHS
@@ -198,6 +172,10 @@ class SandboxSpec:
                 raise InvalidArgument(f"the {name} limit must be positive")
         if self.tmp_bytes <= 0:
             raise InvalidArgument("the size of /tmp must be positive")
+        if self.output_bytes <= 0 or self.output_entries <= 0:
+            raise InvalidArgument("the output limits (bytes and entries) must be positive")
+        if self.log_bytes is not None and self.log_bytes <= 0:
+            raise InvalidArgument("the log limit must be positive")
         if self.timeout_seconds is not None and self.timeout_seconds <= 0:
             raise InvalidArgument("the timeout must be positive")
         if self.uid <= 0 or self.gid <= 0:
@@ -217,6 +195,8 @@ class SandboxResult:
 
     ``exit_code`` is the job's status as bwrap reports it; bwrap reports a job killed by signal N as 128 + N, as a
     shell does, and ``signal`` holds N then (or the signal that ended bwrap itself, e.g. on timeout).
+    ``limit_exceeded`` names the output or log limit the job was stopped at; ``withheld`` lists what of its output
+    was not released (links, special files, extra hard-link names, what did not fit).
     """
 
     argv: tuple[str, ...]
@@ -228,11 +208,13 @@ class SandboxResult:
     ended: datetime
     limits: Mapping[str, str]  # limit name → mechanism that enforced it (cgroup-v1, cgroup-v2, rlimit)
     landlock_abi: int = 0  # the Landlock ABI the job was confined with; 0 when that layer was not applied
+    limit_exceeded: str | None = None
+    withheld: tuple[Withheld, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """The job ran to completion and exited 0."""
-        return self.exit_code == 0 and not self.timed_out and not self.oom_killed
+        """The job ran to completion within its limits and exited 0."""
+        return self.exit_code == 0 and not self.timed_out and not self.oom_killed and self.limit_exceeded is None
 
 
 def _runtime_args(paths: Sequence[Path]) -> list[str]:
@@ -246,14 +228,6 @@ def _runtime_args(paths: Sequence[Path]) -> list[str]:
     return args
 
 
-def landlock_abi() -> int:
-    """The Landlock ABI version this kernel offers; 0 when it has none (or the LSM is not enabled)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    version = int(libc.syscall(_SYS_LANDLOCK_CREATE_RULESET, None, 0, 1))  # LANDLOCK_CREATE_RULESET_VERSION
-    return max(version, 0)
-
-
 def _landlock_wrapper(spec: SandboxSpec) -> list[str]:
     """The trampoline that confines the job with Landlock before exec; empty when that layer is off or impossible."""
     runtime = {Path(p) for p in spec.runtime_paths}
@@ -265,8 +239,17 @@ def _landlock_wrapper(spec: SandboxSpec) -> list[str]:
 _SCRATCH: Final = ("/tmp", "/dev/shm")  # noqa: S108 - private tmpfs inside the sandbox, not the host's
 
 
-def build_argv(spec: SandboxSpec, bwrap: str, seccomp_fd: int) -> list[str]:
-    """The exact bwrap command line for ``spec``, reading the seccomp program from ``seccomp_fd``."""
+def env_args(spec: SandboxSpec) -> bytes:
+    """The job's environment as bwrap options for ``--args FD``: NUL-separated ``--setenv KEY VALUE`` triples."""
+    return b"".join(b"--setenv\0%s\0%s\0" % (k.encode(), v.encode()) for k, v in spec.environment().items())
+
+
+def build_argv(
+    spec: SandboxSpec, bwrap: str, seccomp_fd: int, env_fd: int, *, info_fd: int | None = None,
+    block_fd: int | None = None,
+) -> list[str]:  # fmt: skip
+    """The exact bwrap command line for ``spec``: the seccomp program from ``seccomp_fd``, the environment from
+    ``env_fd`` (:func:`env_args`), and where given the ``--info-fd`` and ``--block-fd`` :class:`OutputArea` needs."""
     argv = [
         bwrap,
         "--unshare-all",
@@ -294,12 +277,13 @@ def build_argv(spec: SandboxSpec, bwrap: str, seccomp_fd: int) -> list[str]:
     argv += _runtime_args(late)
     for host, name in spec.inputs:
         argv += ["--ro-bind", str(Path(host).resolve()), f"/input/{name}"]
-    argv += ["--bind", str(Path(spec.output_dir).resolve()), "/output", "--chdir", "/output"]
+    argv += ["--size", str(tmpfs_size(spec.output_bytes)), "--tmpfs", "/output", "--chdir", "/output"]
     # /proc read-only: bwrap leaves /proc/sys writable, and a job whose uid maps to host root could write host
     # sysctls such as kernel.core_pattern through it. Then the root itself, once every mount point exists.
-    argv += ["--remount-ro", "/proc", "--remount-ro", "/dev", "--remount-ro", "/", "--clearenv"]
-    for key, value in spec.environment().items():
-        argv += ["--setenv", key, value]
+    argv += ["--remount-ro", "/proc", "--remount-ro", "/dev", "--remount-ro", "/", "--clearenv", "--args", str(env_fd)]
+    for option, fd in (("--info-fd", info_fd), ("--block-fd", block_fd)):
+        if fd is not None:
+            argv += [option, str(fd)]
     argv += ["--seccomp", str(seccomp_fd), "--", *_landlock_wrapper(spec), *spec.command]
     return argv
 
@@ -349,38 +333,51 @@ class BwrapSandbox:
             raise SandboxUnavailable(reason)
         program = seccomp.compile_filter()
         limits = create_limits(spec.memory_bytes, spec.pids, spec.cpu_seconds, use_cgroups=self._use_cgroups)
-        seccomp_fd = os.memfd_create("warden-seccomp", os.MFD_CLOEXEC)
+        seccomp_fd, env_fd = _memfd("warden-seccomp", program), _memfd("warden-env", env_args(spec))
+        info_read, info_write = os.pipe()
+        block_read, block_write = os.pipe()
+        child_ends = (seccomp_fd, env_fd, info_write, block_read)
         try:
-            os.write(seccomp_fd, program)
-            os.lseek(seccomp_fd, 0, os.SEEK_SET)
-            argv = build_argv(spec, self._bwrap, seccomp_fd)
+            argv = build_argv(spec, self._bwrap, seccomp_fd, env_fd, info_fd=info_write, block_fd=block_read)
             started = datetime.now(UTC)
             process = subprocess.Popen(  # noqa: S603 - argv built above from a validated spec
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(seccomp_fd,),
+                pass_fds=child_ends,
                 env={"PATH": os.defpath},
                 start_new_session=True,
                 preexec_fn=limits.enter_child,  # noqa: PLW1509 - joins cgroups and sets rlimits before exec
             )
-        except subprocess.SubprocessError as exc:  # the preexec hook failed: a cgroup refused the job
+        except BaseException as exc:
             limits.release()
-            raise SandboxUnavailable(f"the job could not be started in its cgroups: {exc}") from exc
-        except BaseException:
-            limits.release()
+            os.close(info_read)
+            os.close(block_write)
+            if isinstance(exc, subprocess.SubprocessError):  # the preexec hook failed: a cgroup refused the job
+                raise SandboxUnavailable(f"the job could not be started in its cgroups: {exc}") from exc
             raise
         finally:
-            os.close(seccomp_fd)
+            for fd in child_ends:
+                os.close(fd)
+        area: OutputArea | None = None
         try:
-            timed_out = _pump(process, spec.timeout_seconds, stdout_sink, stderr_sink, limits)
+            area = _attach(process, info_read, block_write, spec)
+            budget = LogBudget(spec.log_bytes)
+            timed_out, exceeded = _pump(
+                process, spec.timeout_seconds, (stdout_sink, stderr_sink), limits=limits, budget=budget, area=area
+            )
             returncode = process.wait()
             ended = datetime.now(UTC)
             oom_killed = limits.oom_killed()
+        except BaseException:
+            if area is not None:
+                area.close()
+            raise
         finally:
             _kill(process, limits)
             limits.release()
+        withheld, exceeded = _release(area, spec, exceeded)
         exit_code: int | None = returncode if returncode >= 0 else None
         signal_number: int | None = -returncode if returncode < 0 else None
         if returncode > 128 and returncode - 128 in signal.valid_signals():
@@ -395,7 +392,50 @@ class BwrapSandbox:
             ended=ended,
             limits=MappingProxyType(dict(limits.mechanisms)),
             landlock_abi=landlock_abi() if _landlock_wrapper(spec) else 0,
+            limit_exceeded=exceeded,
+            withheld=withheld,
         )
+
+
+def _release(
+    area: OutputArea | None, spec: SandboxSpec, exceeded: str | None
+) -> tuple[tuple[Withheld, ...], str | None]:
+    """Copy the output out once the job and everything it started are gone; what was withheld, and the limit hit."""
+    if area is None:
+        return (), exceeded
+    try:
+        exceeded = exceeded or area.exceeded()
+        released, over = area.release(Path(spec.output_dir))
+        return tuple(released), exceeded or ("output_bytes" if over else None)
+    finally:
+        area.close()
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _attach(process: subprocess.Popen[bytes], info_read: int, block_write: int, spec: SandboxSpec) -> OutputArea | None:
+    """Open the sandbox's /output while bwrap waits, then let the job start; None when bwrap failed before that.
+
+    A bwrap that fails to build the sandbox exits with its own message on stderr, which the pump then forwards.
+    """
+    try:
+        try:
+            area: OutputArea | None = OutputArea.attach(process, info_read, spec.output_bytes, spec.output_entries)
+        except OSError as exc:
+            if process.poll() is None:
+                raise SandboxUnavailable(f"the sandbox's /output could not be opened from the host: {exc}") from exc
+            area = None
+        with contextlib.suppress(OSError):  # bwrap may be gone already
+            os.write(block_write, b"g")
+        return area
+    finally:
+        os.close(info_read)
+        os.close(block_write)
 
 
 def _kill(process: subprocess.Popen[bytes], limits: JobLimits) -> None:
@@ -409,39 +449,52 @@ def _kill(process: subprocess.Popen[bytes], limits: JobLimits) -> None:
 def _pump(
     process: subprocess.Popen[bytes],
     timeout: float | None,
-    stdout_sink: Sink,
-    stderr_sink: Sink,
+    sinks: tuple[Sink, Sink],
+    *,
     limits: JobLimits,
-) -> bool:
-    """Forward output to the sinks until the job ends; kill it at the deadline. True when it timed out."""
+    budget: LogBudget,
+    area: OutputArea | None,
+) -> tuple[bool, str | None]:
+    """Forward output to the sinks until the job ends; kill it at the deadline or past a limit.
+
+    Returns whether it timed out and which limit it passed (``log_bytes``, ``output_bytes``, ``output_files``).
+    """
     if process.stdout is None or process.stderr is None:  # pragma: no cover - Popen was given PIPEs
         raise RuntimeError("the job's output pipes are missing")
     deadline = None if timeout is None else time.monotonic() + timeout
-    timed_out = False
+    timed_out, exceeded, stopping = False, None, False
     with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ, stdout_sink)
-        selector.register(process.stderr, selectors.EVENT_READ, stderr_sink)
+        selector.register(process.stdout, selectors.EVENT_READ, sinks[0])
+        selector.register(process.stderr, selectors.EVENT_READ, sinks[1])
         while selector.get_map():
-            wait = None if deadline is None else deadline - time.monotonic()
-            if wait is not None and wait <= 0:
-                if timed_out:  # the kill's grace period is over too: stop reading
+            if not stopping and area is not None and (exceeded := area.exceeded()) is not None:
+                stopping = True
+            elif deadline is not None and deadline - time.monotonic() <= 0:
+                if stopping:  # the kill's grace period is over too: stop reading
                     break
-                timed_out = True
-                _kill(process, limits)
-                deadline = time.monotonic() + _KILL_GRACE_SECONDS
-                continue
-            for key, _ in selector.select(wait):
-                chunk = os.read(key.fd, 65536)
-                if chunk:
-                    key.data(chunk)
-                else:
-                    selector.unregister(key.fileobj)
+                timed_out = stopping = True
+            else:
+                wait = None if deadline is None else deadline - time.monotonic()
+                if area is not None and not stopping:
+                    wait = _WATCH_SECONDS if wait is None else min(wait, _WATCH_SECONDS)
+                for key, _ in selector.select(wait):
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                    elif kept := budget.take(chunk):
+                        key.data(kept)
+                if not budget.exceeded or stopping:
+                    continue
+                exceeded = "log_bytes"
+                stopping = True
+            _kill(process, limits)
+            deadline = time.monotonic() + _KILL_GRACE_SECONDS
     process.stdout.close()
     process.stderr.close()
     if not timed_out and deadline is not None:
         try:
             process.wait(timeout=max(deadline - time.monotonic(), 0))
         except subprocess.TimeoutExpired:
-            timed_out = True
+            timed_out = exceeded is None
             _kill(process, limits)
-    return timed_out
+    return timed_out, exceeded
