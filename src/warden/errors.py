@@ -11,6 +11,7 @@ map codes to status codes and exit codes in one place each.
     ├── PayloadTooLarge            payload_too_large
     ├── UnsupportedMediaType       unsupported_media_type
     ├── Unauthenticated            unauthenticated
+    │   └── InvalidToken           invalid_token   (a JWT refused: size, signature, lifetime or a claim)
     ├── Forbidden                  forbidden
     │   ├── TenantNotServed        tenant_not_served (a replica dedicated to other tenants)
     │   └── CsrfFailed             csrf_failed     (a console request without its session's CSRF token)
@@ -118,6 +119,21 @@ class Unauthenticated(WardenError):
     """No credential, or one that is malformed, unknown, revoked, expired or forged."""
 
     code = "unauthenticated"
+
+
+class InvalidToken(Unauthenticated):
+    """A JWT bearer token was refused: its size, signature, lifetime or a claim of any type or size.
+
+    ``subject`` is what the audit record may keep of the token's ``sub``: ``None`` unless the
+    signature verified, and then the subject as ``jwt:<sub>`` when it is well formed, else a
+    short digest of it (a long or key-shaped subject is never kept verbatim).
+    """
+
+    code = "invalid_token"
+
+    def __init__(self, message: str, subject: str | None = None) -> None:
+        super().__init__(message)
+        self.subject = subject
 
 
 class Forbidden(WardenError):

@@ -66,6 +66,7 @@ def _wire(settings: Settings, db: Database) -> Services:
             jwks_file=settings.jwt_jwks_file,
             public_key_file=settings.jwt_public_key_file,
             algorithms=settings.jwt_algorithms,
+            max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
             tenant_claim=settings.jwt_tenant_claim,
             scope_claim=settings.jwt_scope_claim,
         )

@@ -123,7 +123,23 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(
         default=None, description="Accept JWT bearer tokens from this issuer (needs a JWKS file or a public key)."
     )
-    jwt_audience: str | None = Field(default=None, description="Audience JWT bearer tokens must name.")
+    jwt_audience: str | None = Field(
+        default=None,
+        description="Audience JWT bearer tokens must name; required with WARDEN_JWT_ISSUER (unless "
+        "WARDEN_JWT_AUDIENCE_OPTIONAL=true), so a token the issuer minted for another service is refused.",
+    )
+    jwt_audience_optional: bool = Field(
+        default=False,
+        description="Accept JWTs without checking their audience when WARDEN_JWT_AUDIENCE is unset: any token "
+        "of the issuer, whichever service it was minted for, then authenticates here.",
+    )
+    jwt_max_lifetime_seconds: int = Field(
+        default=86_400,
+        ge=60,
+        description="Longest a JWT may live (exp - iat, and iat is required); a longer-lived token is refused. "
+        "The default, a day, admits the usual identity-provider defaults (an hour; 60-90 minutes for Entra ID; "
+        "24 hours for Auth0) and refuses tokens minted to live for weeks.",
+    )
     jwt_jwks_file: Path | None = Field(default=None, description="JWKS file holding the issuer's public keys.")
     jwt_public_key_file: Path | None = Field(
         default=None, description="PEM public key of the issuer (instead of JWKS)."
@@ -205,6 +221,15 @@ class Settings(BaseSettings):
         default="info",
         description="Least severe log level written (debug also writes the access lines of probes and scrapes).",
     )
+
+    @model_validator(mode="after")
+    def _jwt_audience_is_checked(self) -> Settings:
+        if self.jwt_issuer is not None and self.jwt_audience is None and not self.jwt_audience_optional:
+            raise ValueError(
+                "WARDEN_JWT_AUDIENCE is required with WARDEN_JWT_ISSUER (a token minted for another service of the "
+                "issuer would authenticate here); set it, or WARDEN_JWT_AUDIENCE_OPTIONAL=true to accept any audience"
+            )
+        return self
 
     @model_validator(mode="after")
     def _headroom_leaves_a_worker(self) -> Settings:

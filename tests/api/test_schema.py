@@ -21,21 +21,26 @@ example database, derandomized, so it is the same run on every machine.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.client
 import json
 import re
 import struct
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import hypothesis.strategies as st
+import jwt
 import pytest
 import schemathesis
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
+from jwt.algorithms import RSAAlgorithm
 
 from tests.api.conftest import World, tiny_graph
 from tests.api.server import running_server
@@ -44,7 +49,7 @@ from warden.api import create_app
 from warden.api.oip import HEADER_LENGTH
 from warden.registry import MAX_VERSION
 from warden.samples import SAMPLE_IMAGE
-from warden.tenancy import Scope
+from warden.tenancy import Authenticator, JwtVerifier, Scope
 
 CHECKS = (
     "not_a_server_error",
@@ -162,6 +167,26 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+JWT_ISSUER = "https://idp.example.com/"
+JWT_AUDIENCE = "warden"
+JWT_KEY_SHAPED = "wdn_0123456789ab_" + "S" * 43
+BAD_JWT_CLAIMS: dict[str, dict[str, Any]] = {
+    "sub of 2000 characters": {"sub": "u" * 2000},
+    "sub shaped like an API key": {"sub": JWT_KEY_SHAPED},
+    "sub a number": {"sub": 42},
+    "sub an object": {"sub": {"id": 1}},
+    "tenant a list": {"tenant": ["alpha"]},
+    "tenant of 2000 characters": {"tenant": "a" * 2000},
+    "scope an object": {"scope": {"admin": True}},
+    "iss a number": {"iss": 7},
+    "exp infinite": {"exp": float("inf")},
+    "exp a string": {"exp": "9999999999"},
+    "no iat": {"iat": None},
+    "lives ten years": {"exp": 10 * 365 * 86_400},
+}
+"""Signed by the issuer's own key, so each reaches claim validation; ``exp`` and ``iat`` are offsets from now."""
+
+
 @dataclass(frozen=True)
 class Api:
     """An app over the world's services, its schema as Schemathesis reads it, and values known at run time.
@@ -205,6 +230,37 @@ def api(world: World, scratch_key: str) -> Api:
     app = create_app(world.services)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG))
     return Api(app, schema, {"scratch_key": scratch_key})
+
+
+@pytest.fixture(scope="module")
+def jwt_api(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Api, dict[str, str]]:
+    """The world's services with a JWT issuer trusted, and bearer tokens of ``BAD_JWT_CLAIMS`` it signed."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwks = tmp_path_factory.mktemp("jwt") / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": "k"}]}))
+    tenants = world.services.tenants
+    verifier = JwtVerifier.from_files(
+        tenants,
+        issuer=JWT_ISSUER,
+        audience=JWT_AUDIENCE,
+        jwks_file=jwks,
+        public_key_file=None,
+        algorithms=["RS256"],
+        max_lifetime_seconds=3600,
+        tenant_claim="tenant",
+        scope_claim="scope",
+    )
+    app = create_app(dataclasses.replace(world.services, authenticator=Authenticator(tenants, verifier)))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG))
+    now = int(time.time())
+    tokens = {}
+    for label, changes in BAD_JWT_CLAIMS.items():
+        claims: dict[str, Any] = {"iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "sub": "u", "tenant": "alpha", "iat": now}
+        claims["exp"] = now + 300
+        claims.update({k: now + v if k in ("exp", "iat") and isinstance(v, int) else v for k, v in changes.items()})
+        body = json.dumps({k: v for k, v in claims.items() if v is not None}).encode()
+        tokens[label] = jwt.api_jws.encode(body, key, algorithm="RS256", headers={"kid": "k"})
+    return Api(app, schema, {"scratch_key": "000000000000"}), tokens
 
 
 @pytest.fixture
@@ -258,6 +314,27 @@ def test_generated_requests_without_a_valid_credential_get_documented_answers(ap
                 assert answer.status_code in (400, 401), answer.status_code
                 if answer.status_code == 401:
                     assert answer.headers["www-authenticate"] == ['Bearer realm="warden"']
+
+    check()
+
+
+PROTECTED = tuple(op for op in OPERATIONS if op.protected)
+
+
+@pytest.mark.parametrize("op", PROTECTED, ids=lambda op: op.label)
+def test_generated_requests_with_signed_tokens_of_bad_claims_get_documented_401s(
+    jwt_api: tuple[Api, dict[str, str]], op: Operation
+) -> None:
+    api, tokens = jwt_api
+
+    @run_settings(2)
+    @given(case=api.requests(op))
+    def check(case: schemathesis.Case) -> None:
+        for label, token in tokens.items():
+            answer = send(case, auth(token))
+            assert answer.status_code in (400, 401), (label, answer.status_code)
+            if answer.status_code == 401:
+                assert answer.headers["x-error-code"] == ["invalid_token"], label
 
     check()
 

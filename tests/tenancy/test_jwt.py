@@ -33,6 +33,7 @@ from warden.tenancy import Authenticator, JwtVerifier, Principal, Scope
 ISSUER = "https://idp.example.com/"
 AUDIENCE = "warden"
 ALGORITHMS = Settings().jwt_algorithms
+MAX_LIFETIME = Settings().jwt_max_lifetime_seconds
 RSA_KID = "rsa-1"
 EC_KID = "ec-1"
 
@@ -132,6 +133,7 @@ def verifier(
         jwks_file=write_jwks(tmp_path / "jwks.json", rsa_key, ec_key),
         public_key_file=None,
         algorithms=ALGORITHMS,
+        max_lifetime_seconds=MAX_LIFETIME,
         tenant_claim="tenant",
         scope_claim="scope",
     )
@@ -148,6 +150,7 @@ def pem_verifier(tenants: Services, tmp_path: Path, rsa_key: rsa.RSAPrivateKey) 
         jwks_file=None,
         public_key_file=pem,
         algorithms=ALGORITHMS,
+        max_lifetime_seconds=MAX_LIFETIME,
         tenant_claim="tenant",
         scope_claim="scope",
     )
@@ -184,8 +187,6 @@ def test_when_a_valid_es256_token_is_presented_then_its_kid_selects_the_ec_key(
         pytest.param(["detect"], Scope.DETECT, id="detect list"),
         pytest.param("administrator superadmin", Scope.DETECT, id="admin only as a substring"),
         pytest.param("ADMIN", Scope.DETECT, id="admin in capitals"),
-        pytest.param({"admin": True}, Scope.DETECT, id="an object"),
-        pytest.param(7, Scope.DETECT, id="a number"),
         pytest.param(None, Scope.DETECT, id="no scope claim"),
     ],
 )
@@ -205,6 +206,7 @@ def test_when_the_tenant_and_scope_claims_are_renamed_then_those_names_are_read(
         jwks_file=write_jwks(tmp_path / "jwks.json", rsa_key, ec_key),
         public_key_file=None,
         algorithms=ALGORITHMS,
+        max_lifetime_seconds=MAX_LIFETIME,
         tenant_claim="org",
         scope_claim="roles",
     )
@@ -340,7 +342,14 @@ def test_when_hmac_or_none_algorithms_are_configured_then_invalid_argument(
     tenants: Services, rsa_key: rsa.RSAPrivateKey, algorithms: list[str]
 ) -> None:
     with pytest.raises(InvalidArgument, match="not allowed"):
-        JwtVerifier(tenants.tenants, issuer=ISSUER, audience=AUDIENCE, keys={None: rsa_key}, algorithms=algorithms)
+        JwtVerifier(
+            tenants.tenants,
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            keys={None: rsa_key},
+            algorithms=algorithms,
+            max_lifetime_seconds=MAX_LIFETIME,
+        )
 
 
 def test_when_settings_configure_hs256_then_the_services_do_not_start(
@@ -349,6 +358,7 @@ def test_when_settings_configure_hs256_then_the_services_do_not_start(
     settings = Settings(
         data_dir=tmp_path / "data",
         jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
         jwt_jwks_file=write_jwks(tmp_path / "jwks.json", rsa_key, ec_key),
         jwt_algorithms=["RS256", "HS256"],
     )
@@ -370,6 +380,7 @@ def test_when_not_exactly_one_key_source_is_given_then_invalid_argument(
             jwks_file=write_jwks(tmp_path / "jwks.json", rsa_key, ec_key) if both else None,
             public_key_file=pem_file if both else None,
             algorithms=ALGORITHMS,
+            max_lifetime_seconds=MAX_LIFETIME,
             tenant_claim="tenant",
             scope_claim="scope",
         )
@@ -402,6 +413,7 @@ def test_when_the_jwks_file_is_unusable_then_invalid_argument(
             jwks_file=path,
             public_key_file=None,
             algorithms=ALGORITHMS,
+            max_lifetime_seconds=MAX_LIFETIME,
             tenant_claim="tenant",
             scope_claim="scope",
         )
@@ -471,10 +483,10 @@ def test_when_a_valid_token_calls_the_api_then_only_its_tenants_models_are_liste
     assert [m["name"] for m in via_header.json()["models"]] == ["other-only", "tiny"]
 
 
-def test_when_an_unsigned_token_calls_the_api_then_401_unauthenticated(jwt_client: TestClient) -> None:
+def test_when_an_unsigned_token_calls_the_api_then_401_invalid_token(jwt_client: TestClient) -> None:
     answer = jwt_client.get("/v1/models", headers={"Authorization": f"Bearer {forge_none(claims())}"})
     assert answer.status_code == 401
-    assert answer.json()["error"]["code"] == "unauthenticated"
+    assert answer.json()["error"]["code"] == "invalid_token"
     assert answer.headers["WWW-Authenticate"] == 'Bearer realm="warden"'
     assert "tiny" not in answer.text
 
@@ -500,12 +512,12 @@ def test_when_the_kid_names_a_key_of_another_type_then_unauthenticated_not_a_cra
         verifier.authenticate(sign(key=key, algorithm=algorithm, kid=kid))
 
 
-@pytest.mark.parametrize("scope", [[{"x": 1}], [["admin"]], [1, "admin"]])
-def test_when_the_scope_claim_holds_odd_values_then_only_strings_count(
-    verifier: JwtVerifier, sign: Signer, scope: list[Any]
+@pytest.mark.parametrize("scope", [[{"x": 1}], [["admin"]], [1, "admin"], {"admin": True}, 7, True])
+def test_when_the_scope_claim_is_not_a_string_or_a_list_of_strings_then_unauthenticated(
+    verifier: JwtVerifier, sign: Signer, scope: object
 ) -> None:
-    expected = Scope.ADMIN if "admin" in scope else Scope.DETECT
-    assert verifier.authenticate(sign(claims(scope=scope))).scope is expected
+    with pytest.raises(Unauthenticated, match="'scope' claim"):
+        verifier.authenticate(sign(claims(scope=scope)))
 
 
 def test_when_the_tenant_claim_holds_a_nul_byte_then_unauthenticated(verifier: JwtVerifier, sign: Signer) -> None:

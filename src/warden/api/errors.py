@@ -27,6 +27,7 @@ from warden.errors import (
     InvalidArgument,
     InvalidImage,
     InvalidModel,
+    InvalidToken,
     ModelError,
     NotFound,
     OverCapacity,
@@ -96,6 +97,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, Refused):
             retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
             return error_response(request, status_for(exc), exc.code, exc.message, retry)
+        if isinstance(exc, InvalidToken) and exc.subject is not None:
+            _note_subject(request, exc.subject)
         if isinstance(exc, WardenError):
             return error_response(request, status_for(exc), exc.code, exc.message)
         if isinstance(exc, RequestValidationError):
@@ -117,6 +120,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return without_validation_422(generate())
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to amend its schema
+
+
+def _note_subject(request: Request, subject: str) -> None:
+    """Give a refused token's sanitised subject (see ``InvalidToken``) to the request's audit record."""
+    details = getattr(getattr(request.state, "audit", None), "details", None)
+    if isinstance(details, dict):
+        details["jwt_subject"] = subject
 
 
 _VALIDATION_422: Final = {"$ref": "#/components/schemas/HTTPValidationError"}
