@@ -67,10 +67,26 @@ def test_the_command_holds_every_hardening_flag_in_order(tmp_path: Path) -> None
         "--volume", f"{tmp_path / 'data.csv'}:/input/data:ro", "--volume", f"{tmp_path / 'labels'}:/input/labels:ro",
         "--volume", f"{tmp_path / 'out'}:/output:rw", "--workdir", "/output",
         "--env", "PATH=/usr/local/bin:/usr/bin:/bin", "--env", "HOME=/tmp", "--env", "LANG=C.UTF-8",
-        "--env", "EPOCHS=3",
+        "--env", "EPOCHS",
         IMAGE.pinned, "python", "/app/train.py", "--epochs", "3",
     ]  # fmt: skip
     assert argv == expected
+
+
+def test_environment_values_travel_in_a_file_and_the_output_limit_bounds_each_file(tmp_path: Path) -> None:
+    # --env K=V put the value on the engine's command line, where ps shows it to every user of the machine.
+    job = container_job(tmp_path, env={"API_TOKEN": "s3cret"}, env_file=tmp_path / "job.env", max_output_bytes=4096)
+    argv = build_command(job)
+
+    assert "s3cret" not in " ".join(argv)
+    assert argv[argv.index("--env-file") + 1] == str(tmp_path / "job.env")
+    assert "fsize=4096:4096" in argv
+    assert check_docker_run(quoted(argv), Profile.RESTRICTED) == []
+
+
+def test_a_value_an_env_file_cannot_hold_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="API_TOKEN: a container env file cannot hold a line break"):
+        container_job(tmp_path, env={"API_TOKEN": "a\nB=b"})
 
 
 def test_optional_limits_are_left_out_and_the_executable_can_be_named(tmp_path: Path) -> None:
@@ -205,6 +221,11 @@ case "$FAKE_BEHAVIOUR" in
   exit:*) exit "${FAKE_BEHAVIOUR#exit:}" ;;
   sleep) exec sleep 30 ;;
   oom) exit 137 ;;
+  envfile) prev=""; for a in "$@"; do [ "$prev" = "--env-file" ] && f="$a"; prev="$a"; done
+           stat -c '%a' "$f" >&2; cat "$f" >&2 ;;
+  flood) head -c 5000000 /dev/zero; exec sleep 30 ;;
+  fill) i=0; while [ $i -lt 100 ]; do head -c 1048576 /dev/zero > "$FAKE_OUTPUT/f$i"; i=$((i+1)); done
+        exec sleep 30 ;;
 esac
 """
 
@@ -270,6 +291,45 @@ def test_an_engine_status_of_137_is_reported_as_out_of_memory(
     box = ContainerSandbox(Engine.PODMAN, IMAGE, tmp_path / "seccomp", executable=str(fake_engine))
     result = box.run(spec(tmp_path), lambda _: None, lambda _: None)
     assert (result.exit_code, result.signal, result.oom_killed) == (137, 9, True)
+
+
+def test_the_engine_reads_the_job_s_variables_from_a_private_file_gone_after_the_run(
+    tmp_path: Path, fake_engine: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_BEHAVIOUR", "envfile")
+    box = ContainerSandbox(Engine.PODMAN, IMAGE, tmp_path / "seccomp", executable=str(fake_engine))
+    err: list[bytes] = []
+
+    result = box.run(spec(tmp_path, env={"API_TOKEN": "s3cret"}), lambda _: None, err.append)
+
+    assert b"".join(err).decode().splitlines() == ["to stderr", "600", "API_TOKEN=s3cret"]
+    assert "s3cret" not in " ".join(result.argv)
+    assert not Path(result.argv[result.argv.index("--env-file") + 1]).exists()
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "limits", "limit"),
+    [("flood", {"log_bytes": 1 << 20}, "log_bytes"), ("fill", {"output_bytes": 8 << 20}, "output_bytes")],
+)
+def test_a_container_past_its_log_or_output_limit_is_killed_and_ends_limit_exceeded(
+    tmp_path: Path,
+    fake_engine: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    behaviour: str,
+    limits: dict[str, int],
+    limit: str,
+) -> None:
+    monkeypatch.setenv("FAKE_BEHAVIOUR", behaviour)
+    monkeypatch.setenv("FAKE_OUTPUT", str(tmp_path / "out"))
+    box = ContainerSandbox(Engine.PODMAN, IMAGE, tmp_path / "seccomp", executable=str(fake_engine))
+    out: list[bytes] = []
+
+    result = box.run(spec(tmp_path, timeout_seconds=60.0, **limits), out.append, lambda _: None)
+
+    assert result.limit_exceeded == limit
+    assert not result.timed_out
+    assert (fake_engine.parent / "killed").read_text().strip() == result.argv[result.argv.index("--name") + 1]
+    assert sum(len(chunk) for chunk in out) <= limits.get("log_bytes", 64 << 20)
 
 
 def test_a_missing_or_unusable_engine_is_reported_not_run(tmp_path: Path) -> None:

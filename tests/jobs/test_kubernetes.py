@@ -18,6 +18,7 @@ from warden.jobs.kubernetes import (
     APPROVAL_ANNOTATION,
     APPROVAL_LABEL,
     INPUTS_ANNOTATION,
+    MAX_OUTPUT_ANNOTATION,
     PURPOSE_ANNOTATION,
     KubernetesInput,
     KubernetesJob,
@@ -89,7 +90,8 @@ def test_the_pod_is_locked_down() -> None:
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    resources = {"memory": str(4 * 1024**3), "cpu": "2500m", "ephemeral-storage": str(256 * 1024**2)}
+    # /tmp plus the logs, which the kubelet counts against the container's ephemeral storage
+    resources = {"memory": str(4 * 1024**3), "cpu": "2500m", "ephemeral-storage": str(320 * 1024**2)}
     assert container["resources"] == {"requests": resources, "limits": resources}
     assert container["image"] == IMAGE.pinned
     assert container["command"] == ["python", "/app/train.py"]
@@ -118,6 +120,7 @@ def test_labels_carry_the_approval_and_annotations_the_purpose_and_input_hashes(
         assert metadata["annotations"][APPROVAL_ANNOTATION] == "apr_Q2xY7zKp"
         assert metadata["annotations"][PURPOSE_ANNOTATION].startswith("fraud model")
         assert json.loads(metadata["annotations"][INPUTS_ANNOTATION]) == {"transactions.csv": SHA, "labels": SHA}
+        assert metadata["annotations"][MAX_OUTPUT_ANNOTATION] == str(1024**3)
 
 
 @pytest.mark.parametrize("approval_id", ["apr_RQegZkgzYwRjesH-", "apr_RQegZkgzYwRjesH_", "-apr", "a" * 64])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,15 @@ import pytest
 
 from warden.errors import ApprovalRefusal, ApprovalRefused, InvalidArgument
 from warden.jobs.admission import Input
-from warden.jobs.runner import InputChanged, JobReport, JobRequest, record_dir, run_job
+from warden.jobs.runner import (
+    LIMIT_EXIT_STATUS,
+    InputChanged,
+    JobReport,
+    JobRequest,
+    JobStatus,
+    record_dir,
+    run_job,
+)
 from warden.jobs.sandbox import BwrapSandbox
 from warden.services import Services
 
@@ -98,7 +107,8 @@ def test_a_link_the_job_makes_is_recorded_and_never_followed(services: Services,
     report = job(services, data, tmp_path / "out", "import os; os.symlink('/etc/shadow', '/output/shadow')")
 
     [link] = report.outputs
-    assert (link.path, link.sha256, link.link_target) == ("shadow", None, "/etc/shadow")
+    assert (link.path, link.sha256, link.link_target, link.released) == ("shadow", None, "/etc/shadow", False)
+    assert not (tmp_path / "out" / "shadow").is_symlink()
 
 
 def test_an_unapproved_input_is_refused_before_anything_is_created(
@@ -214,3 +224,84 @@ def test_a_bad_environment_name_is_refused_before_a_run_is_spent(
         run_job(request, approvals=services.approvals, audit=services.audit, actor="alice", sandbox=SANDBOX)
 
     assert services.approvals.get(approval.id).runs_used == 0
+
+
+def every_command_line() -> list[bytes]:
+    lines = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                lines.append((entry / "cmdline").read_bytes())
+            except OSError:  # the process ended meanwhile
+                continue
+    return lines
+
+
+def test_environment_values_appear_in_no_command_line_and_the_record_is_private(
+    services: Services, data: Path, tmp_path: Path
+) -> None:
+    # Found by a hostile job: --env values travelled in bwrap's argv (visible in ps to every user) and were stored
+    # in a world-readable manifest.
+    secret = "tok-" + "9f3c1a7e5b" * 3
+    seen: list[bytes] = []
+
+    def look_while_it_runs(chunk: bytes) -> None:
+        if b"running" in chunk:
+            seen.extend(line for line in every_command_line() if secret.encode() in line)
+
+    approval = services.approvals.create("fraud model", [data], created_by="alice")
+    script = "import os, time; assert os.environ['API_TOKEN'][:4] == 'tok-'; print('running', flush=1); time.sleep(1)"
+    request = JobRequest(
+        approval.id, [Input(data, "data")], tmp_path / "out", [PYTHON, "-c", script], env={"API_TOKEN": secret}
+    )
+    report = run_job(
+        request, approvals=services.approvals, audit=services.audit, actor="alice", sandbox=SANDBOX,
+        stdout=look_while_it_runs,
+    )  # fmt: skip
+
+    assert report.exit_status == 0
+    assert seen == []
+    record = report.record_dir
+    assert record.stat().st_mode & 0o777 == 0o700
+    for name in ("manifest.json", "stdout.log", "stderr.log"):
+        assert (record / name).stat().st_mode & 0o777 == 0o600, name
+    manifest_text = (record / "manifest.json").read_text()
+    assert secret not in manifest_text
+    assert json.loads(manifest_text)["env"] == ["API_TOKEN"]
+    assert all(secret not in json.dumps(event) for event in admin_events(services))
+
+
+def test_a_job_stopped_at_its_output_limit_ends_limit_exceeded_in_the_manifest_and_the_audit(
+    services: Services, data: Path, tmp_path: Path
+) -> None:
+    script = (
+        "import time\ntry:\n    open('/output/big', 'wb').write(b'x' * (64 << 20))\nexcept OSError:\n    pass\n"
+        "time.sleep(100)"
+    )
+    report = job(services, data, tmp_path / "out", script, max_output_bytes=1 << 20, timeout_seconds=120.0)
+
+    assert report.status is JobStatus.LIMIT_EXCEEDED
+    assert report.exit_status == LIMIT_EXIT_STATUS
+    manifest = json.loads((report.record_dir / "manifest.json").read_text())
+    assert (manifest["status"], manifest["limit_exceeded"]) == ("limit_exceeded", "output_bytes")
+    assert manifest["max_output_bytes"] == 1 << 20
+    [end] = [e for e in admin_events(services) if e["action"] == "job.end"]
+    assert (end["details"]["status"], end["details"]["limit_exceeded"]) == ("limit_exceeded", "output_bytes")
+
+
+def test_links_the_job_made_are_listed_as_not_released(services: Services, data: Path, tmp_path: Path) -> None:
+    script = (
+        "import os; open('/output/m.txt', 'w').write('m'); os.symlink('/etc/passwd', '/output/passwd'); "
+        "os.symlink('../../', '/output/up'); os.symlink('m.txt', '/output/again')"
+    )
+    report = job(services, data, tmp_path / "out", script)
+
+    manifest = json.loads((report.record_dir / "manifest.json").read_text())
+    entries = {o["path"]: (o["kind"], o["link_target"], o["released"]) for o in manifest["outputs"]}
+    assert entries == {
+        "again": ("link", "m.txt", False),
+        "m.txt": ("file", None, True),
+        "passwd": ("link", "/etc/passwd", False),
+        "up": ("link", "../../", False),
+    }
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["m.txt"]

@@ -4,8 +4,19 @@
 
     {engine} run --rm --name NAME --network none --cap-drop ALL --security-opt no-new-privileges
       --security-opt seccomp=PROFILE.json --read-only --tmpfs /tmp:rw,noexec,nosuid,size=N --user 65534:65534
-      --memory N --memory-swap N --pids-limit N [--cpus C] [--ulimit cpu=S:S]
-      -v HOST:/input/NAME:ro ... -v OUTPUT:/output:rw --workdir /output -e K=V ... IMAGE@sha256:... CMD...
+      --memory N --memory-swap N --pids-limit N [--cpus C] [--ulimit cpu=S:S] [--ulimit fsize=N:N]
+      -v HOST:/input/NAME:ro ... -v OUTPUT:/output:rw --workdir /output -e PATH=... ... --env-file FILE
+      IMAGE@sha256:... CMD...
+
+The job's own environment goes through ``--env-file``, a 0600 file in a private 0700 directory removed after
+the run, so no value appears on the engine's command line (a dry run prints ``--env NAME``: the engine then
+takes the value from the environment of whoever runs the printed command). An env file holds one variable a
+line, so a value with a newline is refused for these backends.
+
+Limits the engines cannot express for a bind mount are Warden's: the log limit is counted as the output is
+pumped (past it the container is killed), and the output limit is ``--ulimit fsize`` (no single file past it)
+plus a watcher that sums the output directory every quarter second and kills the container past the bytes or
+entries limit. Unlike bwrap's tmpfs this is not a hard bound: a job can write for up to one interval past it.
 
 ``--memory-swap`` equal to ``--memory`` means no swap beyond the limit. The seccomp profile is the denylist of
 :mod:`warden.jobs.seccomp` written in the engines' JSON format by :func:`seccomp_profile` (default allow, the
@@ -24,6 +35,7 @@ the output directory is opened to everyone (mode 0777) for the run: keep its par
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import hashlib
@@ -34,7 +46,9 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +61,9 @@ from typing import Any, Final
 from warden.errors import InvalidArgument, SandboxUnavailable
 from warden.jobs import seccomp
 from warden.jobs.images import ImageRef, check_allowed
+from warden.jobs.outputs import tree_usage
 from warden.jobs.sandbox import DEFAULT_ENV, SandboxResult, SandboxSpec, Sink
+from warden.jobs.streams import LogBudget
 
 __all__ = [
     "ContainerJob",
@@ -63,6 +79,7 @@ __all__ = [
 
 _ARCHITECTURES: Final = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64", "arm64": "SCMP_ARCH_AARCH64"}
 _KILL_GRACE_SECONDS: Final = 10.0
+_WATCH_SECONDS: Final = 0.25
 _SIGKILLED: Final = 128 + 9
 
 
@@ -139,6 +156,10 @@ class ContainerJob:
     name: str = field(default_factory=lambda: f"warden-job-{uuid.uuid4().hex[:12]}")
     keep_id: bool = False
     """Podman only: map the calling user to the job's uid and gid (``--userns keep-id``), for rootless podman."""
+    max_output_bytes: int | None = None
+    """The largest file the job may write (``--ulimit fsize``); the total is watched by :class:`ContainerSandbox`."""
+    env_file: Path | None = None
+    """Where the job's own variables were written for ``--env-file``; None: ``--env NAME`` (a dry run)."""
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -150,6 +171,11 @@ class ContainerJob:
                 raise InvalidArgument(f"the {name} limit must be positive")
         if self.cpus is not None and self.cpus <= 0:
             raise InvalidArgument("--cpus must be positive")
+        if self.max_output_bytes is not None and self.max_output_bytes <= 0:
+            raise InvalidArgument("the output limit must be positive")
+        for key, value in self.env.items():
+            if "\n" in value or "\r" in value:
+                raise InvalidArgument(f"environment variable {key}: a container env file cannot hold a line break")
         for host, _ in (*self.inputs, (self.output_dir, "output")):
             if any(character in str(host) for character in ":,\0"):
                 raise InvalidArgument(f"the host path {host} cannot be mounted: it holds ':' or ','")
@@ -172,6 +198,7 @@ class ContainerJob:
             uid=spec.uid,
             gid=spec.gid,
             keep_id=rootless_podman(engine),
+            max_output_bytes=spec.output_bytes,
             **extra,
         )
 
@@ -208,11 +235,19 @@ def build_command(job: ContainerJob, executable: str | None = None) -> list[str]
         argv += ["--cpus", f"{job.cpus:g}"]
     if job.cpu_seconds is not None:
         argv += ["--ulimit", f"cpu={job.cpu_seconds}:{job.cpu_seconds}"]
+    if job.max_output_bytes is not None:
+        argv += ["--ulimit", f"fsize={job.max_output_bytes}:{job.max_output_bytes}"]
     for host, name in job.inputs:
         argv += ["--volume", f"{Path(host).absolute()}:/input/{name}:ro"]
     argv += ["--volume", f"{Path(job.output_dir).absolute()}:/output:rw", "--workdir", "/output"]
-    for key, value in {**DEFAULT_ENV, **job.env}.items():
-        argv += ["--env", f"{key}={value}"]
+    for key, value in DEFAULT_ENV.items():
+        if key not in job.env:
+            argv += ["--env", f"{key}={value}"]
+    if job.env_file is not None and job.env:
+        argv += ["--env-file", str(Path(job.env_file).absolute())]
+    elif job.env:
+        for key in job.env:
+            argv += ["--env", key]
     return [*argv, job.image.pinned, *job.command]
 
 
@@ -247,41 +282,39 @@ class ContainerSandbox:
         """Whether the engine's executable is present."""
         return self.unavailable_reason() is None
 
-    def job(self, spec: SandboxSpec) -> ContainerJob:
+    def job(self, spec: SandboxSpec, env_file: Path | None = None) -> ContainerJob:
         """The container job for ``spec``, with the seccomp profile written."""
         profile = write_seccomp_profile(self._seccomp_dir)
-        return ContainerJob.from_spec(spec, self.engine, self.image, profile, cpus=self._cpus)
+        return ContainerJob.from_spec(spec, self.engine, self.image, profile, cpus=self._cpus, env_file=env_file)
 
     def run(self, spec: SandboxSpec, stdout_sink: Sink, stderr_sink: Sink) -> SandboxResult:
-        """Run the job to its end (or its timeout), streaming its output to the sinks."""
+        """Run the job to its end (or its timeout or a limit), streaming its output to the sinks."""
         if self._executable is None:
             raise SandboxUnavailable(str(self.unavailable_reason()))
-        job = self.job(spec)
-        prepare_output_dir(job)
-        argv = build_command(job, self._executable)
+        private = Path(tempfile.mkdtemp(prefix="warden-env-"))  # 0700
+        try:
+            job = self.job(spec, _write_env_file(private / "job.env", spec.env))
+            prepare_output_dir(job)
+            return self._run(job, spec, build_command(job, self._executable), (stdout_sink, stderr_sink))
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+
+    def _run(self, job: ContainerJob, spec: SandboxSpec, argv: list[str], sinks: tuple[Sink, Sink]) -> SandboxResult:
         started = datetime.now(UTC)
         process = subprocess.Popen(  # noqa: S603 - argv built from a validated spec
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
         )
+        budget = LogBudget(spec.log_bytes)
         pumps = [
-            threading.Thread(target=_pump, args=(stream, sink), daemon=True)
-            for stream, sink in ((process.stdout, stdout_sink), (process.stderr, stderr_sink))
+            threading.Thread(target=_pump, args=(stream, sink, budget), daemon=True)
+            for stream, sink in ((process.stdout, sinks[0]), (process.stderr, sinks[1]))
         ]
         for pump in pumps:
             pump.start()
-        timed_out = False
-        try:
-            process.wait(timeout=spec.timeout_seconds)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            subprocess.run([self._executable, "kill", job.name], capture_output=True, check=False, timeout=30)  # noqa: S603
-            try:
-                process.wait(timeout=_KILL_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        timed_out, exceeded = self._watch(process, job, spec, budget)
         for pump in pumps:
             pump.join(timeout=_KILL_GRACE_SECONDS)
+        exceeded = exceeded or ("log_bytes" if budget.exceeded else None) or _output_exceeded(job.output_dir, spec)
         returncode = process.returncode
         signal_number = returncode - 128 if returncode > 128 else None  # the engines report signal N as 128 + N
         return SandboxResult(
@@ -289,11 +322,52 @@ class ContainerSandbox:
             exit_code=returncode if returncode >= 0 else None,
             signal=signal_number if returncode >= 0 else -returncode,
             timed_out=timed_out,
-            oom_killed=returncode == _SIGKILLED and not timed_out,  # the OOM killer's SIGKILL
+            oom_killed=returncode == _SIGKILLED and not timed_out and exceeded is None,  # the OOM killer's SIGKILL
             started=started,
             ended=datetime.now(UTC),
             limits=MappingProxyType({"memory": job.engine.value, "pids": job.engine.value, "cpu": job.engine.value}),
+            limit_exceeded=exceeded,
         )
+
+    def _watch(
+        self, process: subprocess.Popen[bytes], job: ContainerJob, spec: SandboxSpec, budget: LogBudget
+    ) -> tuple[bool, str | None]:
+        """Wait for the container, stopping it at the deadline or past a limit; whether it timed out, which limit."""
+        deadline = None if spec.timeout_seconds is None else time.monotonic() + spec.timeout_seconds
+        timed_out, exceeded = False, None
+        while process.poll() is None:
+            exceeded = "log_bytes" if budget.exceeded else _output_exceeded(job.output_dir, spec)
+            if exceeded is not None:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                timed_out = True
+                break
+            wait = _WATCH_SECONDS if deadline is None else min(_WATCH_SECONDS, max(deadline - time.monotonic(), 0))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=wait)
+        if process.poll() is None:
+            subprocess.run([str(self._executable), "kill", job.name], capture_output=True, check=False, timeout=30)  # noqa: S603
+            try:
+                process.wait(timeout=_KILL_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return timed_out, exceeded
+
+
+def _write_env_file(path: Path, env: Mapping[str, str]) -> Path:
+    """The job's own variables, one ``KEY=VALUE`` a line, in a file only its owner can read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.writelines(f"{key}={value}\n" for key, value in env.items())
+    return path
+
+
+def _output_exceeded(output_dir: Path, spec: SandboxSpec) -> str | None:
+    allocated, entries = tree_usage(output_dir)
+    if allocated > spec.output_bytes:
+        return "output_bytes"
+    return "output_files" if entries > spec.output_entries else None
 
 
 @functools.cache
@@ -309,7 +383,8 @@ def _probe(executable: str) -> str | None:
     return None
 
 
-def _pump(stream: Any, sink: Sink) -> None:
+def _pump(stream: Any, sink: Sink, budget: LogBudget) -> None:
     with stream:
         while chunk := stream.read1(65536):
-            sink(chunk)
+            if kept := budget.take(chunk):
+                sink(kept)

@@ -15,6 +15,13 @@ a label for selection (``kubectl get jobs -l warden.io/approval=…``): the id i
 cannot hold (one ending in ``-`` or ``_``), ``sha256-`` and the first 32 hex digits of its sha256
 (:func:`approval_label`).
 
+Logs and outputs: the container's ``ephemeral-storage`` request and limit are ``/tmp``'s size plus ``log_bytes``,
+and the kubelet counts the container's logs against it, so a job flooding its logs is evicted (the kubelet's own
+``containerLogMaxSize`` rotates them before that). The output claim's capacity bounds the output; Warden cannot
+size a claim it does not create, so it records the limit as the ``warden.io/max-output-bytes`` annotation for
+the cluster side, and the job's own variables are in the pod spec (``env``), readable by whoever may read Jobs in
+its namespace (a Secret referenced by ``secretKeyRef`` keeps them out of the Job; Warden does not create one).
+
 What Kubernetes cannot say in a pod, and the bwrap and container backends enforce: a pids limit (the kubelet's
 ``podPidsLimit`` sets it node-wide), a CPU-seconds limit, and Warden's own seccomp denylist (the pod uses
 ``RuntimeDefault``; a ``Localhost`` profile would need the file on every node). No network is the namespace's
@@ -42,6 +49,7 @@ __all__ = [
     "APPROVAL_ANNOTATION",
     "APPROVAL_LABEL",
     "INPUTS_ANNOTATION",
+    "MAX_OUTPUT_ANNOTATION",
     "PURPOSE_ANNOTATION",
     "KubernetesInput",
     "KubernetesJob",
@@ -54,6 +62,7 @@ APPROVAL_LABEL: Final = "warden.io/approval"
 APPROVAL_ANNOTATION: Final = "warden.io/approval"
 PURPOSE_ANNOTATION: Final = "warden.io/purpose"
 INPUTS_ANNOTATION: Final = "warden.io/inputs"
+MAX_OUTPUT_ANNOTATION: Final = "warden.io/max-output-bytes"
 _DNS_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN: Final = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?")
 _LABEL_VALUE: Final = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?")
@@ -84,6 +93,8 @@ class KubernetesJob:
     memory_bytes: int = 2 * 1024**3
     cpus: float = 1.0
     tmp_bytes: int = 256 * 1024**2
+    log_bytes: int = 64 * 1024**2
+    max_output_bytes: int = 1024**3
     timeout_seconds: float = 3600.0
     ttl_seconds: int = 86400
     uid: int = 65534
@@ -103,8 +114,9 @@ class KubernetesJob:
             raise InvalidArgument("the job needs a command")
         if self.uid <= 0 or self.gid <= 0:
             raise InvalidArgument("the job must run as an unprivileged uid and gid, not 0")
-        if min(self.memory_bytes, self.cpus, self.tmp_bytes, self.timeout_seconds, self.ttl_seconds) <= 0:
-            raise InvalidArgument("memory, cpus, /tmp size, timeout and ttl must be positive")
+        sizes = (self.memory_bytes, self.cpus, self.tmp_bytes, self.log_bytes, self.max_output_bytes)
+        if min(*sizes, self.timeout_seconds, self.ttl_seconds) <= 0:
+            raise InvalidArgument("memory, cpus, /tmp, log and output sizes, timeout and ttl must be positive")
 
 
 def approval_label(approval_id: str) -> str:
@@ -119,7 +131,7 @@ def build_manifest(job: KubernetesJob) -> dict[str, Any]:
     resources = {
         "memory": str(job.memory_bytes),
         "cpu": f"{round(job.cpus * 1000)}m",
-        "ephemeral-storage": str(job.tmp_bytes),
+        "ephemeral-storage": str(job.tmp_bytes + job.log_bytes),
     }
     mounts: list[dict[str, Any]] = [
         {"name": f"input-{index}", "mountPath": f"/input/{item.name}", "readOnly": True}
@@ -139,6 +151,7 @@ def build_manifest(job: KubernetesJob) -> dict[str, Any]:
         APPROVAL_ANNOTATION: job.approval_id,
         PURPOSE_ANNOTATION: job.purpose,
         INPUTS_ANNOTATION: json.dumps({i.name: i.sha256 for i in job.inputs}, sort_keys=True),
+        MAX_OUTPUT_ANNOTATION: str(job.max_output_bytes),
     }
     container = {
         "name": "job",

@@ -41,6 +41,8 @@ __all__ = [
     "hash_outputs",
     "remove_specials",
     "restrict_output",
+    "tmpfs_size",
+    "tree_usage",
 ]
 
 MAX_DEPTH: Final = 200
@@ -305,6 +307,18 @@ def remove_specials(output_dir: Path) -> list[Withheld]:
                     os.unlink(name, dir_fd=root_fd)
                     withheld.append(entry)
     return withheld
+
+
+def tree_usage(output_dir: Path) -> tuple[int, int]:
+    """The bytes allocated under ``output_dir`` (``st_blocks``, so sparse files count what they hold) and its
+    number of entries; walked by descriptor, nothing followed, entries that vanish meanwhile skipped."""
+    allocated = entries = 0
+    for _root, dirs, files, root_fd in os.fwalk(output_dir, follow_symlinks=False):
+        for name in files + dirs:
+            entries += 1
+            with contextlib.suppress(OSError):
+                allocated += os.stat(name, dir_fd=root_fd, follow_symlinks=False).st_blocks * 512
+    return allocated, entries
 
 
 def hash_outputs(output_dir: Path) -> list[OutputFile]:

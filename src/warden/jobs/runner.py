@@ -419,6 +419,8 @@ def _kubernetes_job(
         env=dict(request.env),
         namespace=target.namespace,
         memory_bytes=request.memory_bytes or 2 * 1024**3,
+        log_bytes=request.max_log_bytes or 64 * 1024**2,
+        max_output_bytes=request.max_output_bytes,
         cpus=target.cpus,
         timeout_seconds=request.timeout_seconds or 3600.0,
         ttl_seconds=target.ttl_seconds,
