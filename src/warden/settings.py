@@ -195,6 +195,19 @@ class Settings(BaseSettings):
         "a pinned reference (name@sha256:<64 hex>) allows that digest, a repository pattern without digest "
         "(registry.example/team/*) any digest of it; empty: any image pinned by digest.",
     )
+    job_max_output_bytes: int = Field(
+        default=1024**3,
+        ge=4096,
+        description="Default for `warden job run --max-output`: bytes a job may write to /output (bwrap: a tmpfs "
+        "of that size, held in memory and counted against the job's memory cgroup); past it the job is stopped "
+        "and ends limit_exceeded.",
+    )
+    job_max_log_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=1024,
+        description="Default for `warden job run --max-log`: bytes of stdout and stderr together a job may write; "
+        "past it nothing more is kept or shown and the job is stopped (limit_exceeded).",
+    )
     # --- observability (warden.observability) ---
     metrics_public: bool = Field(
         default=False,

@@ -254,3 +254,73 @@ def test_an_image_off_the_allow_list_is_refused_even_in_a_dry_run(
 
     assert result.exit_code == 1
     assert "not on the job image allow-list" in one_error_line(result)
+
+
+@needs_sandbox
+def test_the_job_s_control_sequences_are_escaped_on_the_terminal_and_kept_raw_in_its_log(
+    warden: Warden, data: Path, tmp_path: Path
+) -> None:
+    # Found by a hostile job: its stdout retitled the operator's terminal and cleared the screen (OSC, CSI).
+    assert warden("init").exit_code == 0
+    approval = approve(warden, data)
+    script = r"import sys; sys.stdout.write('\x1b]0;owned\x07\x1b[2Jok\rFAKE\n'); sys.stderr.write('\x9b31mred\n')"
+
+    result = warden(
+        "job", "run", "--approval", approval, "--input", f"{data}:data", "--output", tmp_path / "out",
+        "--", PYTHON, "-c", script,
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "\\x1b]0;owned\\x07\\x1b[2Jok\\rFAKE\n"
+    assert "\\x9b31mred\n" in result.stderr
+    assert "\x1b" not in result.stdout + result.stderr
+    record = tmp_path / "out.job"
+    assert (record / "stdout.log").read_bytes() == b"\x1b]0;owned\x07\x1b[2Jok\rFAKE\n"
+
+
+@needs_sandbox
+@pytest.mark.parametrize(
+    ("options", "script", "limit"),
+    [
+        (["--max-output", "1M"], "open('/output/big', 'wb').write(b'x' * (8 << 20))", "output_bytes"),
+        (["--max-log", "64k"], "import time; print('y' * (1 << 20), flush=True); time.sleep(60)", "log_bytes"),
+    ],
+)  # fmt: skip
+def test_a_job_past_max_output_or_max_log_exits_122_with_limit_exceeded(
+    warden: Warden, data: Path, tmp_path: Path, options: list[str], script: str, limit: str
+) -> None:
+    assert warden("init").exit_code == 0
+    approval = approve(warden, data)
+
+    result = warden(
+        "job", "run", "--approval", approval, "--input", f"{data}:data", "--output", tmp_path / "out", *options,
+        "--json", "--", PYTHON, "-c", script,
+    )  # fmt: skip
+
+    assert result.exit_code == 122, result.stderr
+    manifest = json.loads(result.stdout)
+    assert (manifest["status"], manifest["limit_exceeded"]) == ("limit_exceeded", limit)
+    ends = [e["event"] for e in warden.json("audit", "query", "--kind", "admin") if e["event"]["action"] == "job.end"]
+    assert ends[0]["details"]["status"] == "limit_exceeded"
+
+
+def test_the_size_limits_have_settings_defaults_and_the_option_grammar(
+    warden: Warden, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WARDEN_JOB_MAX_OUTPUT_BYTES", str(3 * 1024**2))
+    result = warden(
+        "job", "run", "--approval", "apr_any", "--input", f"{data}:data", "--output", tmp_path / "out",
+        "--backend", "docker", "--image", IMAGE, "--dry-run", "--json", "--env", "API_TOKEN=s3cret", "--", "true",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    argv = json.loads(result.stdout)["argv"]
+    assert f"fsize={3 * 1024**2}:{3 * 1024**2}" in argv
+    assert "s3cret" not in result.stdout
+    assert argv[argv.index("API_TOKEN") - 1] == "--env"  # the printed command takes the value from its caller
+
+    bad = warden(
+        "job", "run", "--approval", "apr_any", "--input", f"{data}:data", "--output", tmp_path / "out",
+        "--max-log", "lots", "--", "true",
+    )  # fmt: skip
+    assert bad.exit_code != 0
+    assert "--max-log: 'lots' is not a size" in one_error_line(bad)

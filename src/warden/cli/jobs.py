@@ -1,8 +1,12 @@
 """``warden job run``: a training job under an approval, in the hardened sandbox, streamed and audited.
 
 The job's stdout and stderr are streamed as it writes them (to stderr with ``--json``, so that stdout holds only
-the report) and kept in ``OUTPUT.job/`` with the manifest. The command exits with the job's own status, 124
-after a timeout; a refusal (approval, inputs, output directory, sandbox) is one error line and exit 1 or 2.
+the report) and kept in ``OUTPUT.job/`` with the manifest. What reaches the terminal is escaped (control
+characters but newline and tab, and bidi overrides, shown as ``\x1b`` and the like: a job's output cannot drive
+the operator's terminal); the stored logs keep the raw bytes. ``--max-output`` and ``--max-log`` (defaults
+``WARDEN_JOB_MAX_OUTPUT_BYTES``, ``WARDEN_JOB_MAX_LOG_BYTES``) bound what the job may write; a job stopped at
+either ends ``limit_exceeded``. The command exits with the job's own status, 124 after a timeout, 122 after a
+limit; a refusal (approval, inputs, output directory, sandbox) is one error line and exit 1 or 2.
 
 ``--backend podman|docker`` runs the same job in a container (``--image``, pinned by digest, required) and
 ``--backend kubernetes`` issues a Job manifest instead of running anything (to ``--manifest-out`` or stdout): the
@@ -18,7 +22,6 @@ import json
 import re
 import secrets
 import sys
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Final
@@ -41,6 +44,7 @@ from warden.jobs.runner import (
     manifest_dry_run,
     run_job,
 )
+from warden.jobs.streams import TerminalEscaper
 from warden.services import Services
 
 job_app = typer.Typer(help="Run training jobs under an approval, in a sandbox without network or privileges.")
@@ -126,14 +130,24 @@ def _image(services: Services, reference: str) -> ImageRef:
     return image
 
 
-def _stream(to_stderr: bool) -> Callable[[bytes], None]:
-    target = sys.stderr.buffer if to_stderr else sys.stdout.buffer
+class _Echo:
+    """Shows one of the job's streams on the terminal, escaped (see :class:`~warden.jobs.streams.TerminalEscaper`)."""
 
-    def write(chunk: bytes) -> None:
-        target.write(chunk)
-        target.flush()
+    def __init__(self, to_stderr: bool) -> None:
+        self._target = sys.stderr if to_stderr else sys.stdout
+        self._escaper = TerminalEscaper()
 
-    return write
+    def __call__(self, chunk: bytes) -> None:
+        self._write(self._escaper.feed(chunk))
+
+    def close(self) -> None:
+        """Show what the stream left half-written (an incomplete UTF-8 sequence)."""
+        self._write(self._escaper.flush())
+
+    def _write(self, text: str) -> None:
+        if text:
+            self._target.buffer.write(text.encode("utf-8", "backslashreplace"))
+            self._target.flush()
 
 
 @job_app.command("run")
@@ -171,11 +185,19 @@ def run(
     env: Annotated[
         list[str] | None, typer.Option("--env", metavar="K=V", help="Environment variable (repeat).")
     ] = None,
+    max_output: Annotated[
+        str | None,
+        typer.Option("--max-output", help="Most bytes written to /output (512M; WARDEN_JOB_MAX_OUTPUT_BYTES)."),
+    ] = None,
+    max_log: Annotated[
+        str | None, typer.Option("--max-log", help="Most bytes of stdout and stderr (16M; WARDEN_JOB_MAX_LOG_BYTES).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's manifest as JSON on stdout.")] = False,
 ) -> None:
     """Run CMD under an approval: inputs read-only, no network, no privileges, limits, everything audited."""
     with opened(ctx) as services:
         _check_options(backend, image, dry_run, output)
+        settings = services.settings
         request = JobRequest(
             approval_id=approval,
             inputs=[parse_input(item) for item in inputs],
@@ -186,6 +208,8 @@ def run(
             pids=pids,
             cpu_seconds=cpu_seconds,
             timeout_seconds=parse_duration("--timeout", timeout),
+            max_output_bytes=parse_size("--max-output", max_output) if max_output else settings.job_max_output_bytes,
+            max_log_bytes=parse_size("--max-log", max_log) if max_log else settings.job_max_log_bytes,
         )
         ref = _image(services, image) if image is not None else None
         if backend is Backend.KUBERNETES and ref is not None:
@@ -217,19 +241,27 @@ def run(
         sandbox = None
         if ref is not None:
             sandbox = ContainerSandbox(Engine(backend.value), ref, services.settings.data_dir / "seccomp", cpus=cpus)
-        report: JobReport = run_job(
-            request,
-            approvals=services.approvals,
-            audit=services.audit,
-            actor=os_user(),
-            sandbox=sandbox,
-            stdout=_stream(as_json),
-            stderr=_stream(True),
-        )
+        echoes = _Echo(as_json), _Echo(True)
+        try:
+            report: JobReport = run_job(
+                request,
+                approvals=services.approvals,
+                audit=services.audit,
+                actor=os_user(),
+                sandbox=sandbox,
+                stdout=echoes[0],
+                stderr=echoes[1],
+            )
+        finally:
+            for echo in echoes:
+                echo.close()
     if as_json:
         emit_json({**report.manifest(), "record": str(report.record_dir)})
     else:
-        ended = f"warden: job {report.exit_description()}; {len(report.outputs)} output files"
+        withheld = sum(1 for o in report.outputs if not o.released)
+        ended = f"warden: job {report.exit_description()}; {len(report.outputs) - withheld} output files"
+        if withheld:
+            ended += f", {withheld} withheld (links or special files, listed in the manifest)"
         typer.echo(f"{ended}; record in {report.record_dir}", err=True)
     if report.exit_status:
         raise typer.Exit(report.exit_status)

@@ -377,6 +377,7 @@ def container_dry_run(
         cpu_seconds=request.cpu_seconds,
         cpus=cpus,
         keep_id=rootless_podman(engine),
+        max_output_bytes=request.max_output_bytes,
     )
     return build_command(job)
 
