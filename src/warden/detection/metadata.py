@@ -17,6 +17,16 @@ from typing import Final
 from warden.errors import InvalidArgument, InvalidModel, UnsupportedModel
 
 _MAX_LITERAL: Final = 1_000_000
+MAX_CLASS_NAME: Final = 256
+"""Longest class name, in characters: a name is copied into every detection of an answer."""
+MAX_CLASS_NAMES: Final = 10_000
+"""Most class names a model or labels file may give (more than any real detection model has)."""
+MAX_METADATA_ENTRIES: Final = 1_000
+"""Most ``metadata_props`` entries a model may carry."""
+MAX_METADATA_KEY: Final = 256
+"""Longest ``metadata_props`` key, in characters."""
+MAX_METADATA_TOTAL: Final = 4_000_000
+"""Most characters all ``metadata_props`` keys and values may hold together (one value holds at most 1,000,000)."""
 _NON_DETECTION_TASKS: Final = {
     "segment": "instance segmentation",
     "pose": "pose estimation",
@@ -38,6 +48,7 @@ class ModelMetadata:
 
 def parse_metadata(props: Mapping[str, str]) -> ModelMetadata:
     """Read Ultralytics' keys from an ONNX metadata map and refuse non-detection tasks."""
+    check_metadata_size(props)
     task = props.get("task")
     if task in _NON_DETECTION_TASKS:
         raise UnsupportedModel(
@@ -50,6 +61,21 @@ def parse_metadata(props: Mapping[str, str]) -> ModelMetadata:
     stride = _int(props, "stride")
     end2end = _end2end(props)
     return ModelMetadata(names=names, imgsz=imgsz, stride=stride, task=task, end2end=end2end)
+
+
+def check_metadata_size(props: Mapping[str, str]) -> None:
+    """Refuse (``InvalidModel``) metadata with too many entries, a long key or value, or too much text in all."""
+    if len(props) > MAX_METADATA_ENTRIES:
+        raise InvalidModel(f"the model has {len(props)} metadata entries; at most {MAX_METADATA_ENTRIES} are accepted")
+    total = 0
+    for key, value in props.items():
+        if len(key) > MAX_METADATA_KEY:
+            raise InvalidModel(f"a metadata key is {len(key)} characters long; at most {MAX_METADATA_KEY} are accepted")
+        if len(value) > _MAX_LITERAL:
+            raise InvalidModel(f"metadata '{key}' is too long ({len(value)} characters; at most {_MAX_LITERAL})")
+        total += len(key) + len(value)
+    if total > MAX_METADATA_TOTAL:
+        raise InvalidModel(f"the model's metadata holds {total} characters; at most {MAX_METADATA_TOTAL} are accepted")
 
 
 def load_labels(path: Path) -> tuple[str, ...]:
@@ -67,7 +93,7 @@ def load_labels(path: Path) -> tuple[str, ...]:
     names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if not names:
         raise InvalidArgument(f"labels file {path} holds no names")
-    return names
+    return _bounded(names, f"labels file {path}", InvalidArgument)
 
 
 def _literal(key: str, text: str) -> object:
@@ -87,7 +113,7 @@ def _names_from_value(
     value: object, where: str, *, error: type[InvalidModel] | type[InvalidArgument]
 ) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(n, str) for n in value) and value:
-        return tuple(value)
+        return _bounded(tuple(value), where, error)
     if isinstance(value, dict) and value:
         ids = [_class_id(k) for k in value]
         known = {i for i in ids if i is not None}
@@ -96,8 +122,19 @@ def _names_from_value(
         names = dict(zip(ids, value.values(), strict=True))
         if known != set(range(len(known))) or not all(isinstance(v, str) for v in names.values()):
             raise error(f"{where}: expected names for class ids 0..{len(known) - 1}")
-        return tuple(str(names[i]) for i in range(len(known)))
+        return _bounded(tuple(str(names[i]) for i in range(len(known))), where, error)
     raise error(f"{where}: expected a non-empty list of names or a map of class id to name")
+
+
+def _bounded(names: tuple[str, ...], where: str, error: type[InvalidModel] | type[InvalidArgument]) -> tuple[str, ...]:
+    if len(names) > MAX_CLASS_NAMES:
+        raise error(f"{where}: {len(names)} class names; at most {MAX_CLASS_NAMES} are accepted")
+    for index, name in enumerate(names):
+        if len(name) > MAX_CLASS_NAME:
+            raise error(
+                f"{where}: class {index}'s name is {len(name)} characters long; at most {MAX_CLASS_NAME} are accepted"
+            )
+    return names
 
 
 def _class_id(key: object) -> int | None:

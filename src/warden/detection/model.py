@@ -9,6 +9,12 @@ runs all three, decoding images first.
 
 from __future__ import annotations
 
+import atexit
+import re
+import shutil
+import stat
+import tempfile
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +28,23 @@ from warden.detection.image import DEFAULT_LIMITS, ImageInput, ImageLimits, RGBI
 from warden.detection.layouts import Layout, anchor_counts, check_output, decode, detect_layout
 from warden.detection.letterbox import letterbox, scale_boxes, to_tensor
 from warden.detection.metadata import ModelMetadata, load_labels, parse_metadata
-from warden.detection.providers import check_active, providers_for
+from warden.detection.providers import CUDA, check_active, providers_for
 from warden.detection.results import Detections
 from warden.errors import InvalidArgument, InvalidModel, UnsupportedModel
 
 DEFAULT_IMGSZ: Final = 640
 DEFAULT_MAX_BATCH: Final = 16
 MAX_DETECTIONS: Final = 10_000
+DEFAULT_MEMORY_LIMIT: Final = 4 * 1024**3
+"""Bytes one session's ONNX Runtime arena may hold (its working memory for runs), unless the caller says."""
+MAX_INPUT_SIDE: Final = 8192
+"""Largest input height or width a model may declare (or ask for through ``imgsz``)."""
+MAX_FIXED_BATCH: Final = 256
+"""Largest fixed batch a model may declare (every call pads up to it)."""
+MAX_CLASSES: Final = 10_000
+"""Most classes a model may predict."""
+MAX_FUNCTION_NODES: Final = 100_000
+"""Most nodes ONNX Runtime may create inlining a model's local functions."""
 _P6_STRIDES: Final = (8, 16, 32, 64)
 _P5_STRIDES: Final = (8, 16, 32)
 _FLOAT_TYPES: Final[dict[str, type[np.floating]]] = {
@@ -89,24 +105,31 @@ class DetectionModel:
         labels: Path | Sequence[str] | None = None,
         limits: ImageLimits = DEFAULT_LIMITS,
         max_batch: int = DEFAULT_MAX_BATCH,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
     ) -> DetectionModel:
         """Open an ONNX export (a path or its bytes) on ``device`` and recognise its layout.
 
         ``imgsz`` applies to models with dynamic height and width (default: the
         export's metadata, else 640); ``labels`` overrides the class names;
-        ``max_batch`` bounds one call's batch for models with a dynamic batch.
+        ``max_batch`` bounds one call's batch for models with a dynamic batch;
+        ``memory_limit`` caps, in bytes, what the session's runs may allocate and
+        the input tensor one call may build. A model given as bytes cannot read any
+        file: ONNX Runtime looks for external data in an empty folder of Warden's.
         """
         if threads is not None and threads < 1:
             raise InvalidArgument(f"threads must be at least 1, got {threads}")
         if max_batch < 1:
             raise InvalidArgument(f"max_batch must be at least 1, got {max_batch}")
+        if memory_limit < 1:
+            raise InvalidArgument(f"memory_limit must be at least 1 byte, got {memory_limit}")
         device = device.strip().lower()
         providers = providers_for(device, ort.get_available_providers())
-        session = _open_session(model, providers, threads)
+        session = _open_session(model, providers, threads, memory_limit)
         check_active(device, providers, session.get_providers())
         metadata = parse_metadata(session.get_modelmeta().custom_metadata_map)
         names = _resolve_labels(labels)
         info = _inspect(session, metadata, names, imgsz)
+        _check_input_bytes(info, max_batch, memory_limit)
         return cls(session, info, limits, max_batch)
 
     @overload
@@ -194,8 +217,15 @@ class DetectionModel:
         return np.ascontiguousarray(tensor, dtype=info.input_dtype)
 
     def infer(self, tensor: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
-        """Run the session on one input tensor and return its detection output as float32."""
-        (output,) = self._session.run(None, {self.info.input_name: tensor})
+        """Run the session on one input tensor and return its detection output as float32.
+
+        Any failure of ONNX Runtime's (a shape it cannot compute, memory over the
+        session's limit) is an ``InvalidModel`` whose message is free of addresses.
+        """
+        try:
+            (output,) = self._session.run(None, {self.info.input_name: tensor})
+        except Exception as exc:  # ONNX Runtime raises its own untyped errors from kernels.
+            raise InvalidModel(f"ONNX Runtime failed running the model: {ort_message(exc)}") from None
         raw = np.asarray(output, dtype=np.float32)
         check_output(raw, self.info.layout, self.info.num_classes)
         return raw
@@ -244,10 +274,34 @@ def session_options(threads: int | None) -> ort.SessionOptions:
     return options
 
 
+def ort_message(exc: BaseException) -> str:
+    """ONNX Runtime's error as one short line a tenant may read: no heap addresses, C++ signatures or host paths."""
+    text = str(exc).strip()
+    if "bfc_arena" in text or "bad_alloc" in text or "Failed to allocate" in text:
+        return "the model asked for more memory than the session's limit allows"
+    line = text.splitlines()[0] if text else type(exc).__name__
+    line = _ORT_SOURCE.sub(" ", line)
+    line = _ORT_SIGNATURE.sub(" ", line)
+    line = _HEX.sub("<address>", line)
+    line = _PATH.sub("<path>", line)
+    line = " ".join(line.split())
+    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 3] + "..."
+
+
+_ORT_SOURCE: Final = re.compile(r"/?(?:[\w.-]+/)*[\w.-]+\.(?:cc|cpp|h):\d+\s*")
+_ORT_SIGNATURE: Final = re.compile(r"(?:[\w*&]+\s+)?(?:onnxruntime|onnx|std)::[\w:~]+\([^)]*(?:\)|$)(?:\s*const)?\s*")
+_HEX: Final = re.compile(r"0x[0-9a-fA-F]+")
+_PATH: Final = re.compile(r"(?<![\w.])/(?:[^\s\"',:]+/?)+")
+_MAX_MESSAGE: Final = 300
+
+
 def _open_session(
-    model: str | Path | bytes, providers: list[tuple[str, dict[str, object]]], threads: int | None
+    model: str | Path | bytes,
+    providers: list[tuple[str, dict[str, object]]],
+    threads: int | None,
+    memory_limit: int,
 ) -> ort.InferenceSession:
-    options = session_options(threads)
+    options = _hardened_options(threads, from_bytes=isinstance(model, bytes))
     source: str | bytes
     if isinstance(model, bytes):
         source = model
@@ -257,12 +311,68 @@ def _open_session(
             raise InvalidModel(f"no model file at {path}")
         source = str(path)
     names = [name for name, _ in providers]
-    provider_options = [opts for _, opts in providers]
+    provider_options = [_capped(name, opts, memory_limit) for name, opts in providers]
     try:
-        return ort.InferenceSession(source, sess_options=options, providers=names, provider_options=provider_options)
+        with _ARENA_LOCK:
+            # The arena registered last is the one a new session takes: one per session, with its own cap.
+            ort.create_and_register_allocator(_CPU_ARENA, ort.OrtArenaCfg({"max_mem": memory_limit}))
+            return ort.InferenceSession(
+                source,
+                sess_options=options,
+                providers=names,
+                provider_options=provider_options,
+                disabled_optimizers=_DISABLED_OPTIMIZERS,
+            )
     except Exception as exc:  # ONNX Runtime raises its own untyped errors for bad models.
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidModel(f"ONNX Runtime cannot load the model: {first_line}") from None
+        raise InvalidModel(f"ONNX Runtime cannot load the model: {ort_message(exc)}") from None
+
+
+_ARENA_LOCK: Final = threading.Lock()
+_CPU_ARENA: Final = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+_DISABLED_OPTIMIZERS: Final = ["ConstantFolding"]
+"""Folding runs at load, outside the arena and its cap: a folded ConstantOfShape could take gigabytes.
+
+Exports are folded already (the fall model's optimised graph is the same 219 nodes with it off)."""
+
+
+def _hardened_options(threads: int | None, *, from_bytes: bool) -> ort.SessionOptions:
+    options = session_options(threads)
+    options.add_session_config_entry("session.use_env_allocators", "1")
+    options.add_session_config_entry("session.function_expansion_node_limit", str(MAX_FUNCTION_NODES))
+    if from_bytes:
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(_empty_folder()))
+    return options
+
+
+def _capped(provider: str, options: dict[str, object], memory_limit: int) -> dict[str, object]:
+    if provider == CUDA and "gpu_mem_limit" not in options:
+        return {**options, "gpu_mem_limit": str(memory_limit)}
+    return options
+
+
+_FOLDER_LOCK: Final = threading.Lock()
+_EMPTY: list[Path] = []
+
+
+def _empty_folder() -> Path:
+    """A private empty folder of this process's, where ONNX Runtime looks for the external data of bytes.
+
+    Made again should anything (a /tmp cleaner, another user) remove it or put something in it.
+    """
+    with _FOLDER_LOCK:
+        if not _EMPTY or not _private_and_empty(_EMPTY[-1]):
+            folder = Path(tempfile.mkdtemp(prefix="warden-no-external-data-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            _EMPTY.append(folder)
+        return _EMPTY[-1]
+
+
+def _private_and_empty(folder: Path) -> bool:
+    try:
+        info = folder.lstat()
+        return stat.S_ISDIR(info.st_mode) and not stat.S_IMODE(info.st_mode) & 0o077 and not any(folder.iterdir())
+    except OSError:
+        return False
 
 
 def _resolve_labels(labels: Path | Sequence[str] | None) -> tuple[str, ...] | None:
@@ -298,6 +408,8 @@ def _inspect(
             f"expected one detection output, the model has {len(outputs)} ({listed}); "
             "segmentation and other multi-output models are not detection models"
         )
+    if shape[0] is not None and not 1 <= shape[0] <= MAX_FIXED_BATCH:
+        raise UnsupportedModel(f"the model's fixed batch is {shape[0]}; at most {MAX_FIXED_BATCH} is served")
     stride = metadata.stride or 32
     input_hw, dynamic_hw = _input_size(shape[2], shape[3], imgsz, metadata, stride)
     strides = _P6_STRIDES if stride == 64 else _P5_STRIDES
@@ -309,6 +421,8 @@ def _inspect(
         anchor_counts(input_hw, strides),
         metadata.end2end,
     )
+    if num_classes is not None and num_classes > MAX_CLASSES:
+        raise UnsupportedModel(f"the model predicts {num_classes} classes; at most {MAX_CLASSES} are served")
     names = labels or metadata.names or tuple(f"class{i}" for i in range(num_classes or 0))
     if labels is not None and num_classes is not None and len(labels) != num_classes:
         raise InvalidArgument(f"the labels name {len(labels)} classes but the model predicts {num_classes}")
@@ -335,6 +449,9 @@ def _input_size(
     stride: int,
 ) -> tuple[tuple[int, int], bool]:
     wanted = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    for side in (height, width, *(wanted or ()), *(metadata.imgsz or ())):
+        if side is not None and side > MAX_INPUT_SIDE:
+            raise UnsupportedModel(f"the model's input side {side} is larger than {MAX_INPUT_SIDE} pixels")
     if height is not None and width is not None:
         if wanted is not None and wanted != (height, width):
             raise InvalidArgument(f"imgsz {list(wanted)} differs from the model's fixed input [{height}, {width}]")
@@ -343,6 +460,18 @@ def _input_size(
     if any(s <= 0 or s % stride for s in size):
         raise InvalidArgument(f"imgsz {list(size)} must be positive multiples of the stride {stride}")
     return (size[0], size[1]), True
+
+
+def _check_input_bytes(info: ModelInfo, max_batch: int, memory_limit: int) -> None:
+    """Refuse a model whose input tensor for one call would be larger than the memory limit, before building one."""
+    height, width = info.input_hw
+    batch = info.batch or max_batch
+    size = batch * 3 * height * width * np.dtype(info.input_dtype).itemsize
+    if size > memory_limit:
+        raise UnsupportedModel(
+            f"one call's input [{batch}, 3, {height}, {width}] takes {size} bytes, more than the memory limit "
+            f"of {memory_limit}"
+        )
 
 
 def check_thresholds(conf: float, iou: float, max_det: int) -> None:

@@ -1,14 +1,16 @@
 """Upload validation: only a self-contained ONNX detection model that ONNX Runtime can run gets in.
 
-Checks, cheapest first: size; a parseable ONNX protobuf; no tensor anywhere
-referring to external data (a path-traversal hole: ONNX Runtime would open files
-named by the upload); loadable by ONNX Runtime; an output layout that
-``warden.detection`` recognises; one inference on a blank image.
+Checks, cheapest first: size; a parseable ONNX protobuf; a structural walk of every
+message (``onnx_walk``: no external data anywhere, no unknown message types or
+fields, bounded nesting and size, no custom operators or recursive functions);
+bounded metadata; loadable by ONNX Runtime under the session memory limit; an
+input, batch and class count within bounds; an output layout that
+``warden.detection`` recognises; one inference on a blank image. Every refusal is
+an ``InvalidModel``/``UnsupportedModel`` with a message a tenant may read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -16,30 +18,38 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from warden.detection import DetectionModel, ModelInfo
-from warden.errors import InvalidModel, PayloadTooLarge
+from warden.detection.metadata import check_metadata_size
+from warden.detection.model import DEFAULT_MEMORY_LIMIT
+from warden.errors import InvalidModel, PayloadTooLarge, WardenError
+from warden.registry.onnx_walk import WalkLimits, check_structure
 
 
-def validate_model(data: bytes, max_bytes: int) -> ModelInfo:
-    """Validate uploaded model bytes and return what the detection runtime learnt about them."""
+def validate_model(data: bytes, max_bytes: int, memory_limit: int = DEFAULT_MEMORY_LIMIT) -> ModelInfo:
+    """Validate uploaded model bytes and return what the detection runtime learnt about them.
+
+    ``memory_limit`` caps, in bytes, what the validation session may allocate (and the
+    dense size of the model's sparse tensors), as serving caps each session.
+    """
     if not data:
         raise InvalidModel("the upload is empty")
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"the model has {len(data)} bytes; the limit is {max_bytes}")
     try:
         proto = onnx.load_from_string(data)
-    except (DecodeError, ValueError, RuntimeError) as exc:
+    except (DecodeError, ValueError, RuntimeError, RecursionError) as exc:
         raise InvalidModel(f"not an ONNX model: {exc or type(exc).__name__}") from None
     if not proto.graph.node and not proto.graph.output:
         raise InvalidModel("not an ONNX model: the graph is empty")
-    for tensor in _tensors(proto):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data):
-            raise InvalidModel(
-                f"tensor {tensor.name!r} refers to external data; upload a self-contained model "
-                "(onnx.save with save_as_external_data=False)"
-            )
-    model = DetectionModel.load(data)
+    check_structure(proto, WalkLimits(max_sparse_bytes=memory_limit))
+    check_metadata_size({entry.key: entry.value for entry in proto.metadata_props})
+    model = DetectionModel.load(data, memory_limit=memory_limit)
     height, width = model.info.input_hw
-    model.detect_rgb([np.zeros((height, width, 3), dtype=np.uint8)])
+    try:
+        model.detect_rgb([np.zeros((height, width, 3), dtype=np.uint8)])
+    except WardenError:
+        raise
+    except Exception as exc:  # decoding a hostile model's output may fail in numpy; the model is at fault.
+        raise InvalidModel(f"the model's output on a blank image cannot be decoded ({type(exc).__name__})") from None
     return model.info
 
 
@@ -56,33 +66,3 @@ def info_to_json(info: ModelInfo) -> dict[str, Any]:
         "num_classes": info.num_classes,
         "names": list(info.names),
     }
-
-
-def _tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
-    yield from _graph_tensors(proto.graph)
-    for function in proto.functions:
-        for node in function.node:
-            yield from _node_tensors(node)
-
-
-def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        yield from _node_tensors(node)
-
-
-def _node_tensors(node: onnx.NodeProto) -> Iterator[onnx.TensorProto]:
-    for attribute in node.attribute:
-        if attribute.HasField("t"):
-            yield attribute.t
-        yield from attribute.tensors
-        if attribute.HasField("sparse_tensor"):
-            yield attribute.sparse_tensor.values
-            yield attribute.sparse_tensor.indices
-        if attribute.HasField("g"):
-            yield from _graph_tensors(attribute.g)
-        for graph in attribute.graphs:
-            yield from _graph_tensors(graph)
