@@ -22,6 +22,7 @@ map codes to status codes and exit codes in one place each.
     │   └── ApprovalNotFound       approval_not_found
     ├── Conflict                   conflict
     ├── StorageCorrupt             storage_corrupt
+    ├── AuditUnsealed              audit_unsealed  (an audit stream's tail has no clean-close checkpoint)
     ├── SecretMismatch             secret_mismatch (a replica's server secret differs from the others')
     ├── DeliveryFailed             delivery_failed (audit shipping)
     ├── UnsupportedFile            unsupported_file (a file of no kind the command reads)
@@ -194,6 +195,16 @@ class StorageCorrupt(WardenError):
     """Stored state failed an integrity check (a blob whose bytes no longer match its digest)."""
 
     code = "storage_corrupt"
+
+
+class AuditUnsealed(WardenError):
+    """An audit stream intact so far whose tail no clean-close checkpoint covers (a crash, or a writer still running).
+
+    Records after the stream's last signed checkpoint are then protected by the chain alone:
+    removing them would not be detected.
+    """
+
+    code = "audit_unsealed"
 
 
 class SecretMismatch(WardenError):

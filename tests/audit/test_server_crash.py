@@ -1,7 +1,8 @@
 """The audit trail survives a killed server: `warden serve` under concurrent load, SIGKILLed, several times.
 
-After each kill the log verifies, and every request that received a 200 has its record:
-an answer goes out only after its record is committed (sync durability, the default).
+After each kill the log verifies (its stream reported unsealed: no clean close), and every
+request that received a 200 has its record: an answer goes out only after its record is
+committed (sync durability, the default).
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def test_every_acknowledged_request_is_in_a_log_that_verifies_after_each_sigkill
         finally:
             reopened.close()
         assert report.ok, report
+        assert report.unsealed == report.streams  # a crash is not tampering, but its tail shows unsealed
         missing = [request_id for request_id in acknowledged if request_id not in recorded]
         assert not missing, f"{len(missing)} acknowledged requests have no audit record"
     assert len(acknowledged) >= KILLS * 20

@@ -32,7 +32,7 @@ def record(warden: Warden, count: int = 6, *, days_ago: float = 0) -> None:
 
 
 def test_verify_on_an_empty_log_succeeds(warden: Warden) -> None:
-    assert warden.json("audit", "verify") == {"ok": True, "streams": []}
+    assert warden.json("audit", "verify") == {"ok": True, "sealed": True, "streams": []}
     result = warden("audit", "verify")
     assert result.exit_code == 0
     assert "No audit records." in result.stdout
@@ -47,7 +47,30 @@ def test_verify_reports_an_intact_log(warden_on_each_backend: Warden) -> None:
     assert (stream["records"], stream["first_seq"], stream["last_seq"], stream["problem"]) == (7, 1, 7, None)
     result = warden("audit", "verify")
     assert result.exit_code == 0
-    assert "7 records (seq 1-7), 1 checkpoints: intact" in result.stdout
+    assert "7 records (seq 1-7), 1 checkpoints: intact, sealed by a clean close" in result.stdout
+    assert result.stderr == ""
+    assert (stream["status"], stream["sealed"], stream["signed_through"]) == ("sealed", True, 7)
+
+
+def test_verify_warns_of_an_unsealed_tail_and_fails_on_it_when_asked(warden_on_each_backend: Warden) -> None:
+    warden = warden_on_each_backend
+    record(warden)
+    with warden.services() as services, services.db.engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_checkpoints WHERE kind = 'close'"))  # as a crash leaves it
+    stream = warden("audit", "verify", "--json")
+    assert stream.exit_code == 0
+    assert json.loads(stream.stdout)["sealed"] is False
+    assert json.loads(stream.stdout)["streams"][0]["status"] == "unsealed"
+    result = warden("audit", "verify")
+    assert result.exit_code == 0
+    assert "7 records (seq 1-7), 0 checkpoints: intact, UNSEALED: no clean close at its end; every record" in (
+        result.stdout
+    )
+    warning = "warden: warning: audit_unsealed: 1 of 1 streams end unsealed"
+    assert result.stderr.startswith(warning)
+    strict = warden("audit", "verify", "--require-sealed")
+    assert strict.exit_code == 1
+    assert strict.stderr.startswith("warden: error: audit_unsealed: 1 of 1 streams end unsealed")
 
 
 def test_verify_reports_the_first_problem_and_exits_1(warden_on_each_backend: Warden) -> None:

@@ -82,6 +82,16 @@ def add_checkpoint(
     return StoredCheckpoint(stream, seq, hash_, kind, now, signature)
 
 
+def has_checkpoint(connection: Connection, stream: str, seq: int, kind: str) -> bool:
+    """Whether a checkpoint of ``kind`` states record ``seq`` of ``stream``."""
+    found = connection.execute(
+        select(AuditCheckpoint.id)
+        .where(AuditCheckpoint.stream == stream, AuditCheckpoint.seq == seq, AuditCheckpoint.kind == kind)
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def streams(connection: Connection) -> list[str]:
     """Every stream that has records or checkpoints, sorted."""
     names = union(select(AuditRecord.stream).distinct(), select(AuditCheckpoint.stream).distinct())

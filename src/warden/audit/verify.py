@@ -16,7 +16,13 @@ and state the hash the chain has at its seq. The first problem (lowest seq) is d
 
 Records appended after a stream's last checkpoint are protected by the chain alone: a
 forger who re-hashes them, or removes them with no checkpoint after, is not detected;
-signed checkpoints (every N records and on close) bound that window.
+signed checkpoints (every N records and on close) bound that window. So a stream that
+verifies is also told ``sealed`` or not: sealed when a signed ``close`` checkpoint (written
+by a clean shutdown) states its last record, so nothing after it can have gone missing;
+unsealed otherwise, which is what a writer still running and one that crashed (SIGKILL,
+power loss) both leave, and what removing the tail of a crashed stream leaves too. An
+unsealed stream is not a problem (``ok`` stays true) but is reported, with
+``signed_through``, the last seq a signed checkpoint vouches for.
 """
 
 from __future__ import annotations
@@ -79,21 +85,35 @@ class StreamReport:
     last_seq: int | None
     checkpoints: int
     problem: Problem | None
+    sealed: bool = False
+    """Intact, and its last record is stated by a signed ``close`` checkpoint (a clean shutdown)."""
+    signed_through: int = 0
+    """The highest seq a valid signed checkpoint states (0: none); later records rest on the chain alone."""
 
     @property
     def ok(self) -> bool:
         """Whether the stream verified intact."""
         return self.problem is None
 
+    @property
+    def status(self) -> str:
+        """``sealed``, ``unsealed`` (intact, but no clean close at its end) or ``broken`` (a problem)."""
+        if self.problem is not None:
+            return "broken"
+        return "sealed" if self.sealed else "unsealed"
+
     def to_dict(self) -> dict[str, Any]:
         """As ``verify --json`` prints it."""
         return {
             "stream": self.stream,
             "ok": self.ok,
+            "status": self.status,
+            "sealed": self.sealed,
             "records": self.records,
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
             "checkpoints": self.checkpoints,
+            "signed_through": self.signed_through,
             "problem": None if self.problem is None else self.problem.to_dict(),
         }
 
@@ -109,9 +129,19 @@ class VerifyReport:
         """Whether every stream verified intact (an empty log is intact)."""
         return all(stream.ok for stream in self.streams)
 
+    @property
+    def sealed(self) -> bool:
+        """Whether every stream is intact and sealed by a clean close (an empty log is)."""
+        return all(stream.sealed for stream in self.streams)
+
+    @property
+    def unsealed(self) -> tuple[StreamReport, ...]:
+        """The streams that verify but whose tail no clean close seals."""
+        return tuple(stream for stream in self.streams if stream.ok and not stream.sealed)
+
     def to_dict(self) -> dict[str, Any]:
         """As ``verify --json`` prints it."""
-        return {"ok": self.ok, "streams": [stream.to_dict() for stream in self.streams]}
+        return {"ok": self.ok, "sealed": self.sealed, "streams": [stream.to_dict() for stream in self.streams]}
 
 
 def verify(db: Database, key: bytes, previous: Sequence[bytes] = ()) -> VerifyReport:
@@ -170,7 +200,11 @@ def check_stream(
         if stored is not None and stored == mark.hash:
             walk.matched.append(mark.seq)
     first = min(found, key=lambda item: (item[0], item[1]))[2] if found else None
-    return StreamReport(stream, walk.accepted, walk.first_seq, walk.last_seq, len(marks), first)
+    end = origin if walk.last_seq is None else walk.last_seq
+    end_hash = walk.link
+    sealed = first is None and any(m.kind == CheckpointKind.CLOSE and (m.seq, m.hash) == (end, end_hash) for m in valid)
+    signed_through = max((mark.seq for mark in valid), default=0)
+    return StreamReport(stream, walk.accepted, walk.first_seq, walk.last_seq, len(marks), first, sealed, signed_through)
 
 
 def _forged(mark: StoredCheckpoint) -> str:

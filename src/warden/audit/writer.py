@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from warden.audit.chain import CheckpointKind, chain
 from warden.audit.events import AuditEvent, utc_now
-from warden.audit.store import Head, add_checkpoint, append, hash_at, load_head, lock_stream
+from warden.audit.store import Head, add_checkpoint, append, has_checkpoint, hash_at, load_head, lock_stream
 from warden.errors import AuditUnavailable
 from warden.storage import Database
 
@@ -257,11 +257,17 @@ class GroupCommitWriter:
         )
 
     def _seal_on_close(self) -> None:
+        """Sign a ``close`` checkpoint at the head, the clean-shutdown mark ``verify`` looks for.
+
+        Written even when a ``seal`` states the same record: only ``close`` says that no record
+        came after it. Only a writer that wrote records signs one: a process that recorded
+        nothing (a command that only reads) leaves a crashed stream's tail unsealed, as it found it.
+        """
         try:
             with self._db.engine.begin() as connection:
                 lock_stream(connection, self.stream)
                 head = load_head(connection, self.stream)
-                if head.seq > head.checkpoint_seq:
+                if head.seq > 0 and not has_checkpoint(connection, self.stream, head.seq, CheckpointKind.CLOSE):
                     self._checkpoint(connection, head, CheckpointKind.CLOSE)
         except Exception as exc:  # the store went away at shutdown; the records are committed, only unsealed
             _log.error("audit close checkpoint failed: %s", exc)

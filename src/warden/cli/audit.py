@@ -1,7 +1,12 @@
 """``warden audit …``: verify the audit trail, query it, export it for a SIEM, ship it continuously, and prune it.
 
 ``verify`` prints its report (``--json``: one line) and, when a stream does not verify,
-ends with the error line ``warden: error: storage_corrupt: …`` and exit status 1.
+ends with the error line ``warden: error: storage_corrupt: …`` and exit status 1. A stream
+that verifies is ``sealed`` when a clean shutdown's signed checkpoint states its last record,
+else ``unsealed`` (its writer is still running, or stopped without a clean shutdown: records
+after its last signed checkpoint could have been removed undetected); unsealed streams get
+the warning line ``warden: warning: audit_unsealed: …`` and exit status 0, or with
+``--require-sealed`` the error line ``warden: error: audit_unsealed: …`` and exit status 1.
 ``ship`` delivers the trail to a syslog receiver (RFC 5424 over TCP or TLS) or a file and
 resumes where it stopped (see :mod:`warden.audit.ship` for the delivery guarantee); it
 follows new records until SIGTERM or SIGINT, or with ``--once`` ships what is there and
@@ -31,7 +36,7 @@ from warden.audit.ship import DEFAULT_NAME, Shipper, ShipReport, Target, open_si
 from warden.audit.ship import check_format as check_ship_format
 from warden.audit.ship import check_name as check_shipper_name
 from warden.cli.common import ABORTED, AsJson, confirm, console, emit_json, fail, opened, parse_moment
-from warden.errors import DeliveryFailed, InvalidArgument, StorageCorrupt
+from warden.errors import AuditUnsealed, DeliveryFailed, InvalidArgument, StorageCorrupt
 
 audit_app = typer.Typer(help="Verify, query, export, ship and prune the audit trail.", no_args_is_help=True)
 
@@ -76,9 +81,25 @@ def _filter(
         fail(exc.code, exc.message)
 
 
+RequireSealed = Annotated[
+    bool,
+    typer.Option(
+        "--require-sealed",
+        help="Exit 1 (audit_unsealed) when a stream is unsealed too: for a check after every replica has stopped.",
+    ),
+]
+
+
 @audit_app.command("verify")
-def verify(ctx: typer.Context, as_json: AsJson = False) -> None:
-    """Walk every stream's hash chain and signed checkpoints; report the first problem of each (exit 1)."""
+def verify(ctx: typer.Context, require_sealed: RequireSealed = False, as_json: AsJson = False) -> None:
+    """Walk every stream's hash chain and signed checkpoints; report the first problem of each (exit 1).
+
+    Each stream is broken (a problem: exit 1), sealed (intact up to a clean shutdown's signed
+    checkpoint) or unsealed (intact, but with no clean close at its end: its replica is still
+    running, or crashed, and records after its last signed checkpoint could have been removed
+    undetected): a warning, exit 0, or exit 1 with --require-sealed. --json adds per stream
+    status, sealed and signed_through, and sealed for the whole trail.
+    """
     with opened(ctx) as services:
         report = services.audit.verify()
     if as_json:
@@ -88,6 +109,17 @@ def verify(ctx: typer.Context, as_json: AsJson = False) -> None:
     if not report.ok:
         broken = sum(1 for stream in report.streams if not stream.ok)
         fail(StorageCorrupt.code, f"the audit trail does not verify: {broken} of {len(report.streams)} streams")
+    unsealed = report.unsealed
+    if unsealed:
+        names = ", ".join(stream.stream for stream in unsealed)
+        message = (
+            f"{len(unsealed)} of {len(report.streams)} streams end unsealed ({names}): a replica still running, "
+            "or one stopped without a clean shutdown; records after a stream's last signed checkpoint could have "
+            "been removed undetected"
+        )
+        if require_sealed:
+            fail(AuditUnsealed.code, message)
+        typer.echo(f"warden: warning: {AuditUnsealed.code}: {message}", err=True)
 
 
 def _print_report(report: VerifyReport) -> None:
@@ -97,8 +129,13 @@ def _print_report(report: VerifyReport) -> None:
     for stream in report.streams:
         span = "" if stream.first_seq is None else f" (seq {stream.first_seq}-{stream.last_seq})"
         head = f"stream {stream.stream}: {stream.records} records{span}, {stream.checkpoints} checkpoints"
-        if stream.problem is None:
-            out.print(f"{head}: intact", markup=False)
+        if stream.problem is None and stream.sealed:
+            out.print(f"{head}: intact, sealed by a clean close", markup=False)
+        elif stream.problem is None:
+            tail = f"records after seq {stream.signed_through}" if stream.signed_through else "every record"
+            out.print(
+                f"{head}: intact, UNSEALED: no clean close at its end; {tail} rest on the chain alone", markup=False
+            )
         else:
             problem = stream.problem
             out.print(f"{head}: FIRST PROBLEM at seq {problem.seq}: {problem.kind}: {problem.message}", markup=False)
