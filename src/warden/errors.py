@@ -38,6 +38,8 @@ map codes to status codes and exit codes in one place each.
     │   ├── QuotaExceeded          quota_exceeded
     │   ├── OverCapacity           over_capacity
     │   └── AuditUnavailable       audit_unavailable
+    ├── HeadersTooLarge            headers_too_large (a request head over its byte or header-count limit)
+    ├── RequestTimeout             request_timeout (a request head or body that arrived too slowly)
     ├── DeadlineExceeded           deadline_exceeded
     ├── ClientDisconnected         client_closed_request
     └── ModelError                 model_error
@@ -326,6 +328,18 @@ class AuditUnavailable(Refused):
 
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message, retry_after)
+
+
+class HeadersTooLarge(WardenError):
+    """A request head (request line and headers) over its byte limit, or with more headers than allowed."""
+
+    code = "headers_too_large"
+
+
+class RequestTimeout(WardenError):
+    """A client sent its request head, or its body, too slowly; the connection is closed to free it."""
+
+    code = "request_timeout"
 
 
 class DeadlineExceeded(WardenError):

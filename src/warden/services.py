@@ -9,6 +9,7 @@ from warden.jobs.approvals import ApprovalService
 from warden.registry import BlobStore, ModelRegistry
 from warden.settings import Settings
 from warden.storage import Database
+from warden.storage.db import private_directory
 from warden.tenancy import Authenticator, JwtVerifier, TenantService, load_server_secret
 from warden.tenancy.keys import previous_secrets
 from warden.tenancy.sessions import ConsoleSessions
@@ -36,12 +37,13 @@ class Services:
 
 
 def open_services(settings: Settings) -> Services:
-    """Create the data directory if needed, migrate the database, and wire the services.
+    """Create the data directory if needed (0700; an existing one is tightened), migrate the database, and wire
+    the services.
 
     A failure on the way (a secret that does not match the database's, a bad JWT key file)
     releases the database connections before it propagates.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(settings.data_dir)
     db = Database(settings.resolved_database_url)
     try:
         return _wire(settings, db)

@@ -175,6 +175,50 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `warden serve` listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port `warden serve` listens on.")
+    # --- the HTTP server's edge (warden.api.server) ---
+    http_max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest request head (request line and headers), in bytes; beyond it 431 headers_too_large "
+        "and the connection is closed.",
+    )
+    http_max_headers: int = Field(
+        default=100, ge=1, description="Most headers one request may carry; beyond it 431 headers_too_large."
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Seconds a client has to send a whole request head once it starts one (or once it connects); "
+        "then 408 request_timeout and the connection is closed (slowloris). Idle keep-alive is separate (5 s).",
+    )
+    http_body_grace_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Seconds a request body may take before WARDEN_HTTP_BODY_MIN_RATE applies; each byte received "
+        "extends the deadline by 1/MIN_RATE seconds. A body slower than that is cut with 408 request_timeout.",
+    )
+    http_body_min_rate: int = Field(
+        default=1024,
+        ge=1,
+        description="Bytes per second a request body must average after the grace period (time the server itself "
+        "spends not reading does not count).",
+    )
+    http_max_connections_per_client: int = Field(
+        default=64,
+        ge=1,
+        description="Open connections allowed from one client address; further ones are closed at once. "
+        "Connections from WARDEN_TRUSTED_PROXIES are not counted (the proxy limits its own clients).",
+    )
+    shutdown_drain_seconds: int = Field(
+        default=15,
+        ge=1,
+        le=600,
+        description="On SIGTERM or SIGINT, seconds in-flight requests get to finish before they are cancelled; "
+        "then the audit trail is flushed and sealed (up to 10 s more). Keep the sum under the orchestrator's "
+        "grace period (Kubernetes: 30 s).",
+    )
     trusted_proxies: list[str] = Field(
         default=[],
         description="Addresses of reverse proxies (a JSON list of IPs or CIDRs) whose X-Forwarded-For and "
