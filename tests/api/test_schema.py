@@ -47,7 +47,7 @@ from tests.api.server import running_server
 from tests.detection.graphs import Box, anchor_free_rows, yolo_graph
 from warden.api import create_app
 from warden.api.oip import HEADER_LENGTH
-from warden.registry import MAX_VERSION
+from warden.registry import MAX_VERSION, sha256_hex
 from warden.samples import SAMPLE_IMAGE
 from warden.tenancy import Authenticator, JwtVerifier, Scope
 
@@ -144,6 +144,8 @@ OPERATIONS = (
     Operation("POST", "/console/session"),
     Operation("GET", "/console/session"),
     Operation("DELETE", "/console/session"),
+    Operation("PUT", "/admin/blobs/{sha256}/shared", {"sha256": "{scratch_sha}"}),
+    Operation("DELETE", "/admin/blobs/{sha256}/shared", {"sha256": "{scratch_sha}"}),
     # Destructive: last, and on the scratch tenant, so the runs before them see the world intact.
     Operation("PATCH", "/admin/tenants/{name}", {"name": SCRATCH}),
     Operation("POST", "/admin/tenants/{name}/suspend", {"name": SCRATCH}),
@@ -229,7 +231,7 @@ def api(world: World, scratch_key: str) -> Api:
     """The schema loaded from the app's /openapi.json, as Schemathesis sees it."""
     app = create_app(world.services)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG))
-    return Api(app, schema, {"scratch_key": scratch_key})
+    return Api(app, schema, {"scratch_key": scratch_key, "scratch_sha": sha256_hex(tiny_graph(0.5))})
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +262,7 @@ def jwt_api(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Api
         claims.update({k: now + v if k in ("exp", "iat") and isinstance(v, int) else v for k, v in changes.items()})
         body = json.dumps({k: v for k, v in claims.items() if v is not None}).encode()
         tokens[label] = jwt.api_jws.encode(body, key, algorithm="RS256", headers={"kid": "k"})
-    return Api(app, schema, {"scratch_key": "000000000000"}), tokens
+    return Api(app, schema, {"scratch_key": "000000000000", "scratch_sha": "0" * 64}), tokens
 
 
 @pytest.fixture

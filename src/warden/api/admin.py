@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from warden.api.audit import RequestFacts, facts
@@ -343,3 +344,45 @@ async def remove_model(
     tenant_id = await _tenant_id(request, caller, name)
     await run_in_threadpool(_services(request).registry.remove, tenant_id, model, version)
     return Response(status_code=204)
+
+
+class BlobSharingOut(BaseModel):
+    """Whether the sessions of some model bytes serve every tenant that pushed them, and who marked them so."""
+
+    sha256: str
+    shared: bool
+    marked_by: str | None = Field(default=None, description="The operator key id (or cli:<user>) that marked it.")
+    marked_at: str | None = None
+
+
+@router.put(
+    "/blobs/{sha256}/shared",
+    response_model=BlobSharingOut,
+    summary="Mark model bytes shareable across tenants",
+    responses=error_responses(400, 401, 403, 404),
+)
+async def share_blob(sha256: str, request: Request, caller: Admin) -> BlobSharingOut:
+    """Operators only: one session of these bytes then serves every tenant that pushed them (a public model).
+
+    Anyone else is refused before the digest is looked at, so no tenant learns whether some bytes exist.
+    """
+    _act(request, "blob.share", sha256)
+    _operator(caller)
+    view = await run_in_threadpool(_services(request).registry.share, sha256, caller.key_id)
+    return BlobSharingOut(
+        sha256=view.sha256, shared=True, marked_by=view.marked_by, marked_at=view.marked_at.isoformat()
+    )
+
+
+@router.delete(
+    "/blobs/{sha256}/shared",
+    response_model=BlobSharingOut,
+    summary="Stop sharing model bytes across tenants",
+    responses=error_responses(400, 401, 403, 404),
+)
+async def unshare_blob(sha256: str, request: Request, caller: Admin) -> BlobSharingOut:
+    """Operators only; each tenant loads its own session of these bytes from its next request on."""
+    noted = _act(request, "blob.unshare", sha256)
+    _operator(caller)
+    noted.details["removed"] = await run_in_threadpool(_services(request).registry.unshare, sha256)
+    return BlobSharingOut(sha256=sha256, shared=False)

@@ -10,9 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from warden.cli.common import AsJson, audited, console, emit_json, iso, opened, short_time
+from warden.cli.common import AsJson, audited, console, emit_json, iso, opened, os_user, short_time
 from warden.errors import InvalidArgument, PayloadTooLarge
 from warden.registry import CANARY, BatchSettings, ModelView, parse_reference
+from warden.registry.service import MAX_MARKER
 from warden.tenancy import check_name
 
 model_app = typer.Typer(help="Push, list and remove a tenant's ONNX detection models.", no_args_is_help=True)
@@ -166,6 +167,39 @@ def rm(
         return
     what = f"version {version}" if version is not None else "all versions"
     console().print(f"Removed model {name} ({what}).", markup=False)
+
+
+Digest = Annotated[str, typer.Argument(metavar="SHA256", help="The model bytes' sha256 (model list shows it).")]
+
+
+@model_app.command("share")
+def share(ctx: typer.Context, digest: Digest, as_json: AsJson = False) -> None:
+    """Operator: let one session of these bytes serve every tenant that pushed them (a public model).
+
+    Without the mark each tenant loads its own session of identical bytes, so that a fast first
+    request does not tell a tenant that another holds the same model.
+    """
+    with opened(ctx) as services:
+        view = services.registry.share(digest, f"cli:{os_user()}"[:MAX_MARKER])
+        audited(services, "blob.share", digest)
+    if as_json:
+        emit_json(
+            {"sha256": view.sha256, "shared": True, "marked_by": view.marked_by, "marked_at": iso(view.marked_at)}
+        )
+        return
+    console().print(f"Sessions of {digest} now serve every tenant that pushed it.", markup=False)
+
+
+@model_app.command("unshare")
+def unshare(ctx: typer.Context, digest: Digest, as_json: AsJson = False) -> None:
+    """Operator: each tenant loads its own session of these bytes again (from its next request on)."""
+    with opened(ctx) as services:
+        removed = services.registry.unshare(digest)
+        audited(services, "blob.unshare", digest, removed=removed)
+    if as_json:
+        emit_json({"sha256": digest, "shared": False, "removed": removed})
+        return
+    console().print(f"Sessions of {digest} serve one tenant each.", markup=False)
 
 
 def _read_model(path: Path, limit: int) -> bytes:

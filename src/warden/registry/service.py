@@ -3,26 +3,33 @@
 A tenant's model names live in that tenant only: every lookup is filtered by
 the caller's tenant id, so another tenant's model and a missing one are the same
 ``ModelNotFound``, reached by the same query.
+
+Identical bytes are stored once, but their loaded sessions are shared across tenants only
+when an operator marked the bytes shareable (:meth:`ModelRegistry.share`, a public model) or
+the server shares everything (``WARDEN_SHARE_MODELS=across-tenants``); a resolved version
+says which (:attr:`ResolvedModel.shared`), so a tenant's first request cannot learn from its
+speed that another tenant holds the same model.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warden.caching import FreshCache
-from warden.errors import Conflict, InvalidArgument, ModelNotFound
+from warden.errors import Conflict, InvalidArgument, ModelNotFound, NotFound
 from warden.registry.blobs import BlobStore
 from warden.registry.validation import info_to_json, validate_model
 from warden.storage import Database, Model, ModelAlias, ModelVersion
-from warden.storage.tables import utcnow
+from warden.storage.tables import SharedBlob, utcnow
 from warden.tenancy.service import NAME_PATTERN, check_name
 
 STABLE: Final = "stable"
@@ -35,6 +42,10 @@ MAX_BATCH_SIZE: Final = 256
 """The largest ``max_batch_size`` a version may ask for."""
 MAX_QUEUE_DELAY_MS: Final = 1000.0
 """The longest a request may wait for its batch to fill."""
+SHA256_PATTERN: Final = re.compile(r"[0-9a-f]{64}")
+"""A blob's name: its sha256 in lowercase hex (always matched whole)."""
+MAX_MARKER: Final = 128
+"""The longest ``marked_by`` of a shared blob."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +130,21 @@ class ResolvedModel:
     sha256: str
     info: dict[str, Any]
     batching: BatchSettings = BatchSettings()
+    shared: bool = False
+    """Whether a session of these bytes may serve every tenant (marked shareable, or the server shares all)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SharedBlobView:
+    """Bytes marked shareable across tenants: by whom (an operator key id, or ``cli:`` and a user) and when."""
+
+    sha256: str
+    marked_by: str
+    marked_at: datetime
 
 
 class ModelRegistry:
-    """Owns the ``models``, ``model_versions`` and ``model_aliases`` tables and the blob store."""
+    """Owns the ``models``, ``model_versions``, ``model_aliases`` and ``shared_blobs`` tables and the blob store."""
 
     def __init__(
         self,
@@ -131,11 +153,14 @@ class ModelRegistry:
         max_model_bytes: int,
         roll: Callable[[], float] = random.random,
         cache_seconds: float = 1.0,
+        *,
+        share_across_tenants: bool = False,
     ) -> None:
         self._db = db
         self.blobs = blobs
         self._max_bytes = max_model_bytes
         self._roll = roll
+        self._across = share_across_tenants
         self._choices: FreshCache[tuple[int, str, int | None], _Choice] = FreshCache(cache_seconds)
 
     def push(
@@ -274,9 +299,9 @@ class ModelRegistry:
         with self._db.session() as session:
             model = _model(session, tenant_id, name)
             if version is not None:
-                choice = _Choice(_resolved(name, _version(session, model, name, version)))
+                choice = _Choice(_resolved(session, name, _version(session, model, name, version), self._across))
             else:
-                choice = _choice(session, model)
+                choice = _choice(session, model, self._across)
         self._choices.put((tenant_id, name, version), choice, generation)
         return choice.pick(self._roll())
 
@@ -285,9 +310,52 @@ class ModelRegistry:
         choice = self._choices.get((tenant_id, name, version))
         return None if choice is None else choice.pick(self._roll())
 
-    def collect_garbage(self) -> set[str]:
-        """Delete blobs no version references; returns their digests."""
+    def share(self, digest: str, marked_by: str) -> SharedBlobView:
+        """Mark the bytes of ``digest`` shareable: their sessions then serve every tenant that pushed them.
+
+        Idempotent (the first mark is kept); ``NotFound`` when no version holds those bytes.
+        """
+        check_digest(digest)
+        if not 1 <= len(marked_by) <= MAX_MARKER:
+            raise InvalidArgument(f"who marks a blob shareable is named in 1-{MAX_MARKER} characters")
+        try:
+            with self._db.session() as session:
+                mark = session.get(SharedBlob, digest)
+                if mark is None:
+                    if not _held(session, digest):
+                        raise NotFound(f"no model version holds bytes with sha256 {digest}")
+                    mark = SharedBlob(sha256=digest, marked_by=marked_by, marked_at=utcnow())
+                    session.add(mark)
+                    session.flush()
+                view = SharedBlobView(mark.sha256, mark.marked_by, mark.marked_at)
+        except IntegrityError:  # marked concurrently: the other mark stands
+            with self._db.session() as session:
+                kept = session.get(SharedBlob, digest)
+                if kept is None:  # pragma: no cover - unmarked again in between
+                    raise Conflict(f"blob {digest} is being changed concurrently; try again") from None
+                view = SharedBlobView(kept.sha256, kept.marked_by, kept.marked_at)
+        self._choices.clear()
+        return view
+
+    def unshare(self, digest: str) -> bool:
+        """Remove the mark (idempotent): each tenant loads its own session of these bytes from its next request.
+
+        Returns whether a mark was removed; ``NotFound`` when the bytes are neither marked nor held.
+        """
+        check_digest(digest)
         with self._db.session() as session:
+            mark = session.get(SharedBlob, digest)
+            if mark is None and not _held(session, digest):
+                raise NotFound(f"no model version holds bytes with sha256 {digest}")
+            if mark is not None:
+                session.delete(mark)
+        self._choices.clear()
+        return mark is not None
+
+    def collect_garbage(self) -> set[str]:
+        """Delete blobs no version references, and their shareable marks; returns their digests."""
+        with self._db.session() as session:
+            session.execute(delete(SharedBlob).where(~_held_by_a_version(SharedBlob.sha256)))
             used = set(session.scalars(select(ModelVersion.sha256).distinct()))
         orphans = self.blobs.digests() - used
         for digest in orphans:
@@ -311,6 +379,21 @@ def parse_reference(reference: str) -> tuple[str, int | None]:
     if number is None:
         raise InvalidArgument(f"model version must be a positive integer, got {version!r}")
     return name, number
+
+
+def check_digest(digest: str) -> str:
+    """Validate a blob's sha256: 64 lowercase hex digits."""
+    if not SHA256_PATTERN.fullmatch(digest):
+        raise InvalidArgument(f"a sha256 is 64 lowercase hex digits, not {digest[:80]!r}")
+    return digest
+
+
+def _held_by_a_version(digest: Any) -> Any:
+    return select(ModelVersion.id).where(ModelVersion.sha256 == digest).exists()
+
+
+def _held(session: Session, digest: str) -> bool:
+    return bool(session.scalar(select(_held_by_a_version(digest))))
 
 
 def _check_alias(alias: str | None, canary_weight: int | None) -> None:
@@ -367,11 +450,14 @@ def _batching(row: ModelVersion) -> BatchSettings:
     return BatchSettings(row.max_batch_size, row.max_queue_delay_ms)
 
 
-def _resolved(name: str, row: ModelVersion) -> ResolvedModel:
-    return ResolvedModel(name=name, version=row.version, sha256=row.sha256, info=row.info, batching=_batching(row))
+def _resolved(session: Session, name: str, row: ModelVersion, across: bool) -> ResolvedModel:
+    shared = across or session.get(SharedBlob, row.sha256) is not None
+    return ResolvedModel(
+        name=name, version=row.version, sha256=row.sha256, info=row.info, batching=_batching(row), shared=shared
+    )
 
 
-def _choice(session: Session, model: Model) -> _Choice:
+def _choice(session: Session, model: Model, across: bool) -> _Choice:
     """The canary and its weight, and the default: the stable version, else the newest."""
     aliases = {a.alias: a for a in session.scalars(select(ModelAlias).where(ModelAlias.model_id == model.id))}
     if STABLE in aliases:
@@ -384,5 +470,7 @@ def _choice(session: Session, model: Model) -> _Choice:
     canary = aliases.get(CANARY)
     target = session.get(ModelVersion, canary.version_id) if canary is not None else None
     if canary is None or target is None:
-        return _Choice(_resolved(model.name, default))
-    return _Choice(_resolved(model.name, default), _resolved(model.name, target), canary.weight)
+        return _Choice(_resolved(session, model.name, default, across))
+    return _Choice(
+        _resolved(session, model.name, default, across), _resolved(session, model.name, target, across), canary.weight
+    )

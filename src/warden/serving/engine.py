@@ -19,6 +19,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 
 from warden.detection import DetectionModel, Detections, ImageLimits
+from warden.detection.model import DEFAULT_MEMORY_LIMIT
 from warden.detection.providers import CPU, providers_for
 from warden.registry import BlobStore, ResolvedModel
 from warden.serving.admission import Admission
@@ -40,6 +41,7 @@ class EngineOptions:
     """How the engine uses the machine: workers, ONNX Runtime threads per session, device, memory budget.
 
     ``headroom``: shared workers kept free for other tenants while more than one is active.
+    ``session_memory_limit``: bytes each session's runs may allocate (``WARDEN_SESSION_MEMORY_LIMIT``).
     """
 
     workers: int = max(1, os.cpu_count() or 1)
@@ -47,6 +49,7 @@ class EngineOptions:
     device: str = "cpu"
     memory_budget: int | None = None
     headroom: int = 0
+    session_memory_limit: int = DEFAULT_MEMORY_LIMIT
 
 
 class DetectionEngine:
@@ -164,10 +167,12 @@ class DetectionEngine:
         dedicated = caller.tenant_name if quota.isolation == DEDICATED else None
         submitted = time.perf_counter()
 
+        owner = _owner(caller, resolved)
+
         def job() -> T:
             if times is not None:
                 times.queue = time.perf_counter() - submitted
-            with self.residency.use(resolved.sha256, dedicated) as model:
+            with self.residency.use(resolved.sha256, owner) as model:
                 return work(model)
 
         share = _share(caller, dedicated)
@@ -184,15 +189,17 @@ class DetectionEngine:
         deadline: float | None,
     ) -> list[Detections]:
         dedicated = caller.tenant_name if caller.quota.isolation == DEDICATED else None
+        owner = _owner(caller, resolved)
 
         def run(requests: Sequence[DetectRequest]) -> list[list[Detections] | BaseException]:
             started = time.perf_counter()
             for queued in requests:
                 queued.times.queue = started - queued.submitted
-            with self.residency.use(resolved.sha256, dedicated) as model:
+            with self.residency.use(resolved.sha256, owner) as model:
                 return detect_many(model, requests)
 
-        policy = Batching(key=(resolved.sha256, dedicated), max_size=size, max_delay=delay, run=run)
+        # Requests batch together only when they would share a session anyway.
+        policy = Batching(key=(resolved.sha256, owner), max_size=size, max_delay=delay, run=run)
         found: list[Detections] = await self.scheduler.run_batched(
             _tenant_key(caller),
             request,
@@ -206,15 +213,35 @@ class DetectionEngine:
     def _load(self, digest: str) -> tuple[DetectionModel, int]:
         data = self._blobs.read(digest)
         model = DetectionModel.load(
-            data, device=self._options.device, threads=self._options.threads, limits=self.limits
+            data,
+            device=options.device,
+            threads=options.threads,
+            limits=self.limits,
+            memory_limit=options.session_memory_limit,
         )
         height, width = model.info.input_hw
         model.detect_rgb([np.zeros((height, width, 3), dtype=np.uint8)])  # warm-up run before serving
         return model, len(data)
 
+        options = self._options
 
 def _tenant_key(caller: Principal) -> str:
     return caller.tenant_name or "operator"
+
+
+NO_TENANT: Final = "(operator)"
+"""The owner of sessions borrowed by a caller of no tenant (never a tenant name: those have no parentheses)."""
+
+
+def _owner(caller: Principal, resolved: ResolvedModel) -> str | None:
+    """Whose session serves ``caller``: its tenant's own, or (``None``) the one every tenant shares.
+
+    Shared only for bytes the registry says may be (``resolved.shared``) and never for a dedicated
+    tenant, so a tenant's first request is not faster because another tenant holds the same bytes.
+    """
+    if resolved.shared and caller.quota.isolation != DEDICATED:
+        return None
+    return caller.tenant_name if caller.tenant_name is not None else NO_TENANT
 
 
 def _share(caller: Principal, dedicated: str | None) -> TenantShare:

@@ -1,8 +1,12 @@
-"""Loaded sessions under a memory budget: shared by content hash, least recently used out, never mid-use.
+"""Loaded sessions under a memory budget: keyed by content hash and owner, least recently used out, never mid-use.
 
-A session is keyed by its model bytes' sha256 (and, for a tenant with dedicated
-isolation, by that tenant too): two tenants who uploaded the same bytes share one,
-since sessions keep no request state. Loading happens at most once however many
+A session is keyed by its model bytes' sha256 and its owner: the tenant it serves, or
+``None`` for bytes shared across tenants. The engine shares only what the registry
+says may be (bytes an operator marked shareable, or every model under
+``WARDEN_SHARE_MODELS=across-tenants``) and never for a tenant with dedicated
+isolation: otherwise a tenant's first request would be fast exactly when another
+tenant holds the same bytes, and its timing would tell. Sessions keep no request
+state, so sharing is safe where it is allowed. Loading happens at most once however many
 requests arrive for a cold model together; a new session is warmed with one run
 before it serves. Eviction takes the least recently used sessions that nobody is
 using until the resident bytes fit the budget; a session in use is never evicted,
@@ -22,7 +26,7 @@ from typing import Generic, TypeVar
 S = TypeVar("S")
 
 Key = tuple[str, str | None]
-"""(sha256, dedicated tenant or ``None`` when shared)."""
+"""(sha256, the tenant the session serves or ``None`` when it serves every tenant)."""
 
 
 @dataclass
@@ -60,9 +64,9 @@ class Residency(Generic[S]):
         self._load_seconds = 0.0
 
     @contextmanager
-    def use(self, digest: str, dedicated_to: str | None = None) -> Iterator[S]:
-        """Borrow the session of ``digest`` for the block, loading it if needed."""
-        key = (digest, dedicated_to)
+    def use(self, digest: str, owner: str | None = None) -> Iterator[S]:
+        """Borrow the session of ``digest`` for ``owner`` (``None``: one every tenant shares), loading it if needed."""
+        key = (digest, owner)
         slot = self._acquire(key)
         try:
             yield slot.session

@@ -127,6 +127,20 @@ class ModelVersion(Base):
     max_queue_delay_ms: Mapped[float | None] = mapped_column(Float, default=None)
 
 
+class SharedBlob(Base):
+    """Model bytes an operator marked shareable (a public model): their sessions may serve every tenant.
+
+    Without a mark, identical bytes pushed by two tenants are loaded once per tenant, so a fast
+    first request cannot tell one tenant that another holds the same model.
+    """
+
+    __tablename__ = "shared_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    marked_by: Mapped[str] = mapped_column(String(128))
+    marked_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class ModelAlias(Base):
     """A named pointer (``stable`` or ``canary``) to a version; ``weight`` is the canary's share in percent."""
 
