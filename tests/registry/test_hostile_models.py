@@ -12,13 +12,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.registry import hostile
 from warden.api import create_app
+from warden.detection import ImageLimits
 from warden.errors import InvalidModel, UnsupportedModel, WardenError
 from warden.services import Services, open_services
+from warden.serving.admission import Admission
+from warden.serving.engine import DetectionEngine, EngineOptions
 from warden.settings import Settings
 from warden.tenancy import Scope
 
@@ -204,3 +208,20 @@ def test_when_the_corpus_is_uploaded_over_http_then_each_is_a_4xx_and_the_other_
         assert case.message in answer.json()["error"]["message"], name
         assert detect() == before, name
     assert server.services.registry.list_models(server.services.tenants.tenant_id("mallory")) == []
+
+
+def test_a_model_whose_allocation_follows_the_pixels_passes_upload_and_fails_closed_when_served(
+    services: Services,
+) -> None:
+    """Validation sees a blank image; a white one asks for 1 GiB, over the engine's 128 MiB session limit."""
+    services.tenants.create_tenant("a")
+    pushed = services.registry.push(services.tenants.tenant_id("a"), "bright", hostile.brightness_bomb(gib_at_white=1))
+    options = EngineOptions(workers=1, session_memory_limit=128 * 1024**2)
+    engine = DetectionEngine(services.registry.blobs, ImageLimits(), Admission.create(services.db, None), options)
+    try:
+        model, _ = engine._load(pushed.sha256)
+        with pytest.raises(InvalidModel, match="asked for more memory than the session's limit allows"):
+            model.detect_rgb([np.full((64, 64, 3), 255, dtype=np.uint8)])
+        assert len(model.detect_rgb([np.zeros((64, 64, 3), dtype=np.uint8)])[0].to_dicts()) == 1
+    finally:
+        engine.close()
