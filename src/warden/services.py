@@ -77,7 +77,11 @@ def _wire(settings: Settings, db: Database) -> Services:
         db=db,
         tenants=tenants,
         registry=ModelRegistry(
-            db, BlobStore(settings.resolved_model_store), settings.max_model_bytes, cache_seconds=settings.cache_seconds
+            db,
+            BlobStore(settings.resolved_model_store),
+            settings.max_model_bytes,
+            cache_seconds=settings.cache_seconds,
+            share_across_tenants=settings.share_models == "across-tenants",
         ),
         authenticator=Authenticator(
             tenants, verifier, None if settings.serve_tenants is None else frozenset(settings.serve_tenants)

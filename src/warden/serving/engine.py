@@ -212,6 +212,7 @@ class DetectionEngine:
 
     def _load(self, digest: str) -> tuple[DetectionModel, int]:
         data = self._blobs.read(digest)
+        options = self._options
         model = DetectionModel.load(
             data,
             device=options.device,
@@ -223,7 +224,6 @@ class DetectionEngine:
         model.detect_rgb([np.zeros((height, width, 3), dtype=np.uint8)])  # warm-up run before serving
         return model, len(data)
 
-        options = self._options
 
 def _tenant_key(caller: Principal) -> str:
     return caller.tenant_name or "operator"
