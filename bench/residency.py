@@ -1,6 +1,8 @@
 """Resident sessions: dedupe by content hash, LRU under a memory budget, cold loads, and no eviction in use.
 
-1. 200 tenants push the same model bytes and each runs one detection: one session stays resident.
+1. 50 tenants push the same model bytes and each runs one detection, once per ``WARDEN_SHARE_MODELS`` mode:
+   across-tenants keeps one session, per-tenant (the default) one per tenant; resident sessions, model
+   bytes and the process's RSS growth side by side (each mode on fresh services, shared first).
 2. 40 distinct models under a budget that fits 10, requested with a skewed (Zipf-like) popularity:
    resident bytes, hit ratio, cold-load p50/p99.
 3. A session held in use while 20 others load past the budget is still there afterwards.
@@ -10,11 +12,14 @@ Runs in-process on the real engine (scheduler, residency, ONNX Runtime). Usage: 
 from __future__ import annotations
 
 import asyncio
+import gc
+import os
 import random
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _harness import emit, pct
@@ -26,13 +31,64 @@ from warden.serving.engine import DetectionEngine, EngineOptions
 from warden.settings import Settings
 from warden.tenancy import Quota, Scope
 
+SAME_BYTES_TENANTS = 50
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def same_bytes(mode: Literal["per-tenant", "across-tenants"], image: bytes) -> None:
+    """``SAME_BYTES_TENANTS`` tenants with identical bytes, one detection each, under ``WARDEN_SHARE_MODELS=mode``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        services = open_services(Settings(data_dir=Path(tmp) / "data", share_models=mode))
+        engine = DetectionEngine(services.registry.blobs, ImageLimits(), Admission.create(services.db, None))
+        callers = []
+        for i in range(SAME_BYTES_TENANTS):
+            name = f"same-{i}"
+            services.tenants.create_tenant(name, Quota())
+            tenant_id = services.tenants.tenant_id(name)
+            services.registry.push(tenant_id, "m", tiny_detector(0))
+            key = services.tenants.create_key(name, Scope.DETECT).key
+            callers.append((services.authenticator.authenticate(key), services.registry.resolve(tenant_id, "m")))
+        gc.collect()
+        before = rss_bytes()
+        for principal, resolved in callers:
+            asyncio.run(engine.detect(principal, resolved, [image], conf=0.25, iou=0.7, max_det=300))
+        gc.collect()
+        grown = rss_bytes() - before
+        stats = engine.residency.stats()
+        record: dict[str, object] = {
+            "bench": "residency",
+            "part": "same_bytes",
+            "share_models": mode,
+            "tenants": SAME_BYTES_TENANTS,
+            "resident": stats.resident,
+            "loads": stats.loads,
+            "hits": stats.hits,
+            "resident_model_bytes": stats.resident_bytes,
+            "rss_growth_bytes": grown,
+            "blobs_stored": len(services.registry.blobs.digests()),
+        }
+        engine.close()
+        services.close()
+    print(
+        f"{SAME_BYTES_TENANTS} tenants, same bytes, {mode}: {stats.resident} session(s) resident, "
+        f"{stats.loads} load(s), {stats.hits} hits, {stats.resident_bytes} model bytes, RSS +{grown / 2**20:.1f} MiB"
+    )
+    emit(record)
+
 
 def main() -> None:
     image = small_jpeg()
+    # 1. Same bytes, many tenants, both sharing modes side by side.
+    same_bytes("across-tenants", image)
+    same_bytes("per-tenant", image)
     with tempfile.TemporaryDirectory() as tmp:
         services = open_services(Settings(data_dir=Path(tmp) / "data"))
-        shared = tiny_detector(0)
-        size = len(shared)
+        size = len(tiny_detector(0))
         engine = DetectionEngine(
             services.registry.blobs,
             ImageLimits(),
@@ -51,24 +107,6 @@ def main() -> None:
             services.registry.push(tenant_id, "m", model)
             key = services.tenants.create_key(name, Scope.DETECT).key
             return services.authenticator.authenticate(key), services.registry.resolve(tenant_id, "m")
-
-        # 1. Same bytes, 200 tenants.
-        callers = [tenant(f"same-{i}", shared) for i in range(200)]
-        for principal, resolved in callers:
-            asyncio.run(detect(principal, resolved))
-        same = engine.residency.stats()
-        print(f"200 tenants, same bytes: {same.resident} session(s) resident, {same.loads} load(s), {same.hits} hits")
-        emit(
-            {
-                "bench": "residency",
-                "part": "same_bytes",
-                "tenants": 200,
-                "resident": same.resident,
-                "loads": same.loads,
-                "hits": same.hits,
-                "blobs_stored": len(services.registry.blobs.digests()),
-            }
-        )
 
         # 2. 40 distinct models, budget for 10, skewed popularity.
         distinct = [tenant(f"own-{i}", tiny_detector(i + 1)) for i in range(40)]
@@ -108,11 +146,11 @@ def main() -> None:
         )
 
         # 3. A session in use survives loads past the budget.
-        _, held = distinct[0]
-        with engine.residency.use(held.sha256) as session:
+        owner, held = distinct[0]
+        with engine.residency.use(held.sha256, owner.tenant_name) as session:
             for principal, resolved in distinct[20:40]:
                 asyncio.run(detect(principal, resolved))
-            with engine.residency.use(held.sha256) as again:
+            with engine.residency.use(held.sha256, owner.tenant_name) as again:
                 kept = again is session
         print(f"in-use session kept through 20 loads past the budget: {kept}")
         emit({"bench": "residency", "part": "in_use", "kept": kept})
