@@ -9,6 +9,8 @@ map codes to status codes and exit codes in one place each.
     ├── InvalidArgument            invalid_argument
     ├── InvalidImage               invalid_image   (+ reason, see ImageErrorReason)
     ├── PayloadTooLarge            payload_too_large
+    │   └── TooManyImages          too_many_images (more images in one request than it may carry)
+    ├── AnswerTooLarge             answer_too_large (an answer past WARDEN_MAX_ANSWER_BYTES, refused unbuilt)
     ├── UnsupportedMediaType       unsupported_media_type
     ├── Unauthenticated            unauthenticated
     │   └── InvalidToken           invalid_token   (a JWT refused: size, signature, lifetime or a claim)
@@ -110,6 +112,18 @@ class PayloadTooLarge(WardenError):
     """A request body or upload is larger than its configured limit."""
 
     code = "payload_too_large"
+
+
+class TooManyImages(PayloadTooLarge):
+    """A request carries more images than one request may (``WARDEN_MAX_IMAGES_PER_REQUEST``, or the tenant's burst)."""
+
+    code = "too_many_images"
+
+
+class AnswerTooLarge(WardenError):
+    """An answer would be larger than ``WARDEN_MAX_ANSWER_BYTES`` (huge class names, many detections)."""
+
+    code = "answer_too_large"
 
 
 class UnsupportedMediaType(WardenError):

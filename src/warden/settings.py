@@ -133,6 +133,22 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=32 * 1024 * 1024, ge=1, description="Largest request image, in bytes.")
     max_image_pixels: int = Field(default=40_000_000, ge=1, description="Largest image, in width × height pixels.")
     max_model_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="Largest uploaded model, in bytes.")
+    max_json_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest JSON request body of the admin routes, in bytes (refused with 413 before it is read).",
+    )
+    max_images_per_request: int = Field(
+        default=8,
+        ge=1,
+        le=1024,
+        description="Most images one /v2 inference request may carry (each also counts against the tenant's rate).",
+    )
+    max_answer_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="Largest detection answer, in bytes; a bigger one is refused with answer_too_large, never built.",
+    )
     jwt_issuer: str | None = Field(
         default=None, description="Accept JWT bearer tokens from this issuer (needs a JWKS file or a public key)."
     )

@@ -11,7 +11,7 @@ import redis
 from limits.storage import MemoryStorage, RedisStorage
 
 from tests.backends import BACKENDS, database_url
-from warden.errors import QuotaExceeded, RateLimited
+from warden.errors import QuotaExceeded, RateLimited, TooManyImages
 from warden.serving.admission import Admission, DailyCounter, RedisDailyCounter, rate_item
 from warden.storage import Database, Tenant
 from warden.tenancy import Principal, Quota, Scope
@@ -150,3 +150,48 @@ def test_two_deployments_on_one_redis_with_different_prefixes_keep_separate_budg
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_a_request_of_several_images_pays_one_unit_per_image(
+    backend: str, db: Database, request: pytest.FixtureRequest
+) -> None:
+    storage = MemoryStorage() if backend == "memory" else RedisStorage(request.getfixturevalue("redis_url"))
+    admission = Admission(storage, DailyCounter(db))
+    limited = caller(secrets.randbelow(10**9) + 1000, rps=0.01, burst=5)
+    admission.admit(limited)
+    admission.charge(limited, 3)  # a request of four images: four of the five units
+    admission.admit(limited)  # a fifth request of one image still fits
+    with pytest.raises(RateLimited) as caught:
+        admission.admit(limited)
+    assert caught.value.retry_after > 0
+    admission.close()
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_a_charge_that_does_not_fit_counts_nothing(backend: str, db: Database, request: pytest.FixtureRequest) -> None:
+    storage = MemoryStorage() if backend == "memory" else RedisStorage(request.getfixturevalue("redis_url"))
+    admission = Admission(storage, DailyCounter(db))
+    limited = caller(secrets.randbelow(10**9) + 1000, rps=0.01, burst=5)
+    admission.admit(limited)
+    admission.admit(limited)
+    with pytest.raises(RateLimited):
+        admission.charge(limited, 4)  # 2 + 4 > 5
+    admission.charge(limited, 3)  # the refused four were not counted: 2 + 3 fits
+    with pytest.raises(RateLimited):
+        admission.admit(limited)
+    admission.close()
+
+
+@pytest.mark.parametrize(("images", "refused"), [(5, False), (6, True), (100, True)])
+def test_more_images_than_the_burst_are_too_many_at_once(db: Database, images: int, refused: bool) -> None:
+    admission = Admission(MemoryStorage(), DailyCounter(db))
+    limited = caller(1, rps=1, burst=5)
+    admission.admit(limited)
+    if refused:
+        with pytest.raises(TooManyImages, match="burst of 5"):
+            admission.charge(limited, images - 1)
+    else:
+        admission.charge(limited, images - 1)
+    admission.charge(caller(2), 1000)  # no rate: nothing to pay
+    admission.close()

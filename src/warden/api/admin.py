@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from warden.api.audit import RequestFacts, facts
-from warden.api.auth import Admin
+from warden.api.auth import Admin, admin_caller
 from warden.api.body import read_body
+from warden.api.json_body import json_body, json_request_body
 from warden.api.schemas import (
     AdminModelOut,
     AliasIn,
@@ -38,6 +39,11 @@ from warden.services import Services
 from warden.tenancy import KeyView, Principal, Scope, TenantView
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+TenantBody = Annotated[TenantIn, Depends(json_body(TenantIn, admin_caller))]
+QuotaBody = Annotated[QuotaModel, Depends(json_body(QuotaModel, admin_caller))]
+KeyBody = Annotated[KeyIn, Depends(json_body(KeyIn, admin_caller))]
+AliasBody = Annotated[AliasIn, Depends(json_body(AliasIn, admin_caller))]
+BatchingBody = Annotated[BatchingIn, Depends(json_body(BatchingIn, admin_caller))]
 _ONNX_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -113,9 +119,10 @@ def _model_out(view: ModelView) -> AdminModelOut:
     status_code=201,
     response_model=TenantOut,
     summary="Create a tenant",
-    responses=error_responses(400, 401, 403, 409),
+    responses=error_responses(400, 401, 403, 409, 413),
+    openapi_extra=json_request_body(TenantIn),
 )
-async def create_tenant(body: TenantIn, request: Request, caller: Admin) -> TenantOut:
+async def create_tenant(body: TenantBody, request: Request, caller: Admin) -> TenantOut:
     """Operators only."""
     _act(request, "tenant.create", body.name)
     _operator(caller)
@@ -142,9 +149,10 @@ async def get_tenant(name: str, request: Request, caller: Admin) -> TenantOut:
     "/tenants/{name}",
     response_model=TenantOut,
     summary="Change a tenant's quota",
-    responses=error_responses(400, 401, 403, 404),
+    responses=error_responses(400, 401, 403, 404, 413),
+    openapi_extra=json_request_body(QuotaModel),
 )
-async def update_tenant(name: str, body: QuotaModel, request: Request, caller: Admin) -> TenantOut:
+async def update_tenant(name: str, body: QuotaBody, request: Request, caller: Admin) -> TenantOut:
     """Operators only: the fields given change (``null`` clears a limit), the others are kept."""
     changes = body.model_dump(exclude_unset=True)
     _act(request, "tenant.update", name, **changes)
@@ -202,9 +210,10 @@ async def delete_tenant(name: str, request: Request, caller: Admin) -> Response:
     status_code=201,
     response_model=IssuedKeyOut,
     summary="Issue a key",
-    responses=error_responses(400, 401, 403, 404),
+    responses=error_responses(400, 401, 403, 404, 413),
+    openapi_extra=json_request_body(KeyIn),
 )
-async def create_key(name: str, body: KeyIn, request: Request, caller: Admin) -> IssuedKeyOut:
+async def create_key(name: str, body: KeyBody, request: Request, caller: Admin) -> IssuedKeyOut:
     """The key is in this answer only."""
     noted = _act(request, "key.create", name, scope=body.scope)
     await _tenant_id(request, caller, name)
@@ -284,10 +293,13 @@ async def list_models(name: str, request: Request, caller: Admin) -> list[AdminM
 @router.put(
     "/tenants/{name}/models/{model}/aliases/{alias}",
     response_model=AdminModelOut,
-    responses=error_responses(400, 401, 403, 404),
+    responses=error_responses(400, 401, 403, 404, 413),
+    openapi_extra=json_request_body(AliasIn),
     summary="Point an alias at a version",
 )
-async def set_alias(name: str, model: str, alias: str, body: AliasIn, request: Request, caller: Admin) -> AdminModelOut:
+async def set_alias(
+    name: str, model: str, alias: str, body: AliasBody, request: Request, caller: Admin
+) -> AdminModelOut:
     """``stable`` or ``canary`` (with its weight in percent)."""
     _act(request, "alias.set", f"{name}/{model}", alias=alias, version=body.version, weight=body.weight)
     tenant_id = await _tenant_id(request, caller, name)
@@ -299,14 +311,15 @@ async def set_alias(name: str, model: str, alias: str, body: AliasIn, request: R
 @router.put(
     "/tenants/{name}/models/{model}/versions/{version}/batching",
     response_model=AdminModelOut,
-    responses=error_responses(400, 401, 403, 404),
+    responses=error_responses(400, 401, 403, 404, 413),
+    openapi_extra=json_request_body(BatchingIn),
     summary="Set a version's dynamic batching",
 )
 async def set_batching(
     name: str,
     model: str,
     version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
-    body: BatchingIn,
+    body: BatchingBody,
     request: Request,
     caller: Admin,
 ) -> AdminModelOut:

@@ -13,7 +13,8 @@ from warden.api import admin, admin_audit, console, v1, v2
 from warden.api.audit import AuditMiddleware
 from warden.api.auth import principal
 from warden.api.errors import install_error_handlers
-from warden.api.middleware import RequestContextMiddleware
+from warden.api.guard import BodyGuard
+from warden.api.middleware import RequestContextMiddleware, ShapedErrors
 from warden.detection import ImageLimits
 from warden.errors import Forbidden
 from warden.observability import Metrics, ObservabilityMiddleware
@@ -64,6 +65,8 @@ def create_app(services: Services, engine: DetectionEngine | None = None) -> Fas
     app.state.services = services
     app.state.engine = engine or build_engine()
     install_error_handlers(app)
+    app.add_middleware(BodyGuard, settings=settings)  # inside audit: a refused body is recorded
+    app.add_middleware(ShapedErrors)  # inside audit: a failure's 500 is recorded like any answer
     app.add_middleware(AuditMiddleware, audit=services.audit)
     # --- observability: metrics and the access line of every request, and GET /metrics ---
     metrics = Metrics(

@@ -26,7 +26,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from warden.api.errors import error_response
+from warden.api.errors import INTERNAL_ERROR, error_response
 from warden.audit import AuditEvent, AuditLog
 from warden.detection import Detections
 from warden.errors import AuditUnavailable, InvalidArgument
@@ -127,7 +127,7 @@ class AuditMiddleware:
         except Exception:
             if not answered:  # the server's own failure: recorded as such before the 500 goes out
                 with contextlib.suppress(AuditUnavailable):
-                    await self.audit.arecord(self._event(scope, noted, 500, "internal", started))
+                    await self.audit.arecord(self._event(scope, noted, 500, INTERNAL_ERROR, started))
             raise
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, message: str) -> None:

@@ -8,12 +8,13 @@ multipart bodies are parsed by python-multipart's callback parser into memory.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable
 from typing import Final, TypeVar
 
 from fastapi import Request
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from warden.errors import ClientDisconnected, InvalidArgument, PayloadTooLarge, UnsupportedMediaType
@@ -21,8 +22,11 @@ from warden.errors import ClientDisconnected, InvalidArgument, PayloadTooLarge, 
 T = TypeVar("T")
 TIMEOUT_HEADER: Final = "x-request-timeout-ms"
 
-MULTIPART_OVERHEAD = 64 * 1024
+MULTIPART_OVERHEAD: Final = 64 * 1024
 """Room for multipart boundaries and part headers beyond the image limit."""
+MAX_BOUNDARY: Final = 70
+"""The longest multipart boundary RFC 2046 allows."""
+_BOUNDARY: Final = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -30,14 +34,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body has {declared} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return bytes(body)
 
 
 async def read_image(request: Request, max_bytes: int) -> bytes:
@@ -47,9 +49,7 @@ async def read_image(request: Request, max_bytes: int) -> bytes:
     if kind.startswith("image/") or kind == "application/octet-stream":
         return await read_body(request, max_bytes)
     if kind == "multipart/form-data":
-        boundary = options.get(b"boundary")
-        if not boundary:
-            raise InvalidArgument("multipart body without a boundary")
+        boundary = check_boundary(options.get(b"boundary"))
         body = await read_body(request, max_bytes + MULTIPART_OVERHEAD)
         image = multipart_field(body, boundary, "image")
         if len(image) > max_bytes:
@@ -60,6 +60,20 @@ async def read_image(request: Request, max_bytes: int) -> bytes:
         f"content type {shown!r} is not accepted: send the image as image/*, application/octet-stream, "
         "or multipart/form-data with a field named 'image'"
     )
+
+
+def check_boundary(boundary: bytes | None) -> bytes:
+    """The multipart boundary, if it is one RFC 2046 allows (1-70 of its characters, not ending in a space)."""
+    if not boundary:
+        raise InvalidArgument("multipart body without a boundary")
+    if len(boundary) > MAX_BOUNDARY:
+        raise InvalidArgument(f"the multipart boundary has {len(boundary)} characters; RFC 2046 allows {MAX_BOUNDARY}")
+    if not _BOUNDARY.fullmatch(boundary):
+        raise InvalidArgument(
+            "the multipart boundary may hold only letters, digits, spaces and '()+_,-./:=? (RFC 2046), "
+            "and may not end in a space"
+        )
+    return boundary
 
 
 def multipart_field(body: bytes, boundary: bytes, field: str) -> bytes:
@@ -93,22 +107,22 @@ def multipart_field(body: bytes, boundary: bytes, field: str) -> bytes:
     def on_part_data(data: bytes, start: int, end: int) -> None:
         parts[-1][1].extend(data[start:end])
 
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-        },
-    )
+    callbacks = {
+        "on_part_begin": on_part_begin,
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished,
+        "on_part_data": on_part_data,
+    }
     try:
+        parser = MultipartParser(check_boundary(boundary), callbacks)  # type: ignore[arg-type]
         parser.write(body)
         parser.finalize()
-    except MultipartParseError as exc:
-        raise InvalidArgument(f"malformed multipart body: {exc}") from None
+    except (MultipartParseError, FormParserError):
+        raise InvalidArgument(
+            "malformed multipart body: its parts do not follow the boundary its Content-Type names"
+        ) from None
     for name, content in parts:
         if name.decode("latin-1") == field:
             return bytes(content)
@@ -124,10 +138,20 @@ def request_deadline(request: Request, timeout_ms: object = None) -> float:
     try:
         value = float(chosen)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise InvalidArgument(f"a timeout must be a number of milliseconds, got {chosen!r}") from None
+        raise InvalidArgument(f"a timeout must be a number of milliseconds, got {shown(chosen)}") from None
     if not value > 0:
-        raise InvalidArgument(f"a timeout must be positive, got {chosen!r}")
+        raise InvalidArgument(f"a timeout must be positive, got {shown(chosen)}")
     return time.monotonic() + min(value, maximum) / 1000
+
+
+def shown(value: object) -> str:
+    """A caller's value as an error message may quote it: short scalars as they are, anything else by its kind."""
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and len(value) <= 40):
+        return repr(value)
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    kinds = {dict: "an object", list: "a list", type(None): "null"}
+    return kinds.get(type(value), "a value of another type")
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:

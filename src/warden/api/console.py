@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from warden.api.audit import facts
 from warden.api.auth import SESSION, SESSION_COOKIE, console_caller
+from warden.api.json_body import json_body, json_request_body
 from warden.api.schemas import error_responses
 from warden.errors import NotFound, Unauthenticated
 from warden.services import Services
@@ -67,6 +68,9 @@ class SessionOut(BaseModel):
     expires_at: str
 
 
+SignInBody = Annotated[SignInIn, Depends(json_body(SignInIn, None))]
+
+
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
@@ -109,9 +113,10 @@ async def asset(name: str) -> Response:
     "/session",
     response_model=SessionOut,
     summary="Sign in to the console with an API key",
-    responses=error_responses(400, 401, 403),
+    responses=error_responses(400, 401, 403, 413),
+    openapi_extra=json_request_body(SignInIn),
 )
-async def sign_in(body: SignInIn, request: Request, response: Response) -> SessionOut:
+async def sign_in(body: SignInBody, request: Request, response: Response) -> SessionOut:
     """Exchange a key for a session cookie; the answer carries the session's CSRF token."""
     services = _services(request)
     opened = await run_in_threadpool(services.console.open, body.key, services.authenticator.served_here)

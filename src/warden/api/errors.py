@@ -8,6 +8,7 @@ Every answer carries the stable code in ``X-Error-Code`` too.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from warden.errors import (
+    AnswerTooLarge,
     ApprovalRefused,
     AuditUnavailable,
     ClientDisconnected,
@@ -51,6 +53,7 @@ _STATUS: Final[tuple[tuple[type[WardenError], int], ...]] = (
     (NotFound, 404),
     (Conflict, 409),
     (PayloadTooLarge, 413),
+    (AnswerTooLarge, 422),
     (UnsupportedMediaType, 415),
     (HeadersTooLarge, 431),
     (RequestTimeout, 408),
@@ -68,6 +71,9 @@ _STATUS: Final[tuple[tuple[type[WardenError], int], ...]] = (
     (DeviceUnavailable, 503),
     (ModelError, 500),
 )
+INTERNAL_ERROR: Final = "internal_error"
+"""The code of an answer to a fault of the server's own (an exception nobody raised on purpose)."""
+INTERNAL_MESSAGE: Final = "internal error: the server failed to answer this request; quote its request id to report it"
 _HTTP_CODES: Final = {400: "invalid_argument", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 
@@ -84,11 +90,20 @@ def error_response(
 ) -> JSONResponse:
     """An error answer in the shape of the API the request addressed."""
     oip = request.url.path.startswith("/v2")
+    message = without_reprs(message)
     body: object = {"error": message} if oip else {"error": {"code": code, "message": message}}
     headers = {**(extra_headers or {}), "X-Error-Code": code}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="warden"'
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+_REPR: Final = re.compile(r"\s*<(?:[^<>]|<[^<>]{0,80}>){1,200}? at 0x[0-9A-Fa-f]+>")
+
+
+def without_reprs(message: str) -> str:
+    """``message`` without the ``<… object at 0x…>`` reprs a foreign library's text may carry (heap addresses)."""
+    return _REPR.sub("", message)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -113,7 +128,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, StarletteHTTPException):
             code = _HTTP_CODES.get(exc.status_code, "http_error")
             return error_response(request, exc.status_code, code, str(exc.detail), exc.headers)
-        return error_response(request, 500, "internal", "internal error")
+        return error_response(request, 500, INTERNAL_ERROR, INTERNAL_MESSAGE)
 
     for kind in (WardenError, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(kind, on_error)

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from warden.api.answers import AnswerBudget, dumps, json_values
 from warden.errors import InvalidArgument
 
 HEADER_LENGTH: Final = "Inference-Header-Content-Length"
@@ -135,35 +136,40 @@ def parse_request(body: bytes, header_length: str | None) -> tuple[InferRequest,
 
 
 def encode_response(
-    request: InferRequest, model_name: str, version: str, outputs: list[Tensor]
+    request: InferRequest, model_name: str, version: str, outputs: list[Tensor], budget: AnswerBudget
 ) -> tuple[bytes, str, int | None]:
-    """Encode outputs, each in JSON or binary as the request asked; returns body, media type, header length."""
+    """Encode outputs, each in JSON or binary as the request asked; returns body, media type, header length.
+
+    The answer is written a piece at a time within ``budget`` (``AnswerTooLarge`` past it); its
+    JSON is what :class:`InferResponse` describes, ``None`` fields left out.
+    """
     wanted = {o.name: o for o in request.outputs} if request.outputs else None
     default_binary = bool((request.parameters or {}).get("binary_data_output", False))
-    entries: list[OutputTensor] = []
+    entries: list[bytes] = []
     blobs: list[bytes] = []
     for tensor in outputs:
         if wanted is not None and tensor.name not in wanted:
             continue
         asked = wanted[tensor.name].parameters if wanted is not None else None
         binary = bool((asked or {}).get("binary_data", default_binary))
-        shape = list(tensor.array.shape)
+        head: dict[str, Any] = {"name": tensor.name, "shape": list(tensor.array.shape), "datatype": tensor.datatype}
         if binary:
-            raw = np.ascontiguousarray(tensor.array).tobytes()
-            entries.append(
-                OutputTensor(
-                    name=tensor.name, shape=shape, datatype=tensor.datatype, parameters={"binary_data_size": len(raw)}
-                )
-            )
-            blobs.append(raw)
+            budget.take(tensor.array.nbytes)
+            blobs.append(np.ascontiguousarray(tensor.array).tobytes())
+            head["parameters"] = {"binary_data_size": len(blobs[-1])}
+            entry = dumps(head)
+            budget.take(len(entry) + 1)
         else:
-            entries.append(
-                OutputTensor(
-                    name=tensor.name, shape=shape, datatype=tensor.datatype, data=tensor.array.ravel().tolist()
-                )
-            )
-    response = InferResponse(model_name=model_name, model_version=version, id=request.id, outputs=entries)
-    header = response.model_dump_json(exclude_none=True).encode()
+            opening = dumps(head)[:-1] + b',"data":'
+            budget.take(len(opening) + 2)
+            entry = opening + json_values(tensor.array, budget) + b"}"
+        entries.append(entry)
+    top: dict[str, Any] = {"model_name": model_name, "model_version": version}
+    if request.id is not None:
+        top["id"] = request.id
+    opening = dumps(top)[:-1] + b',"outputs":['
+    budget.take(len(opening) + 2)
+    header = opening + b",".join(entries) + b"]}"
     if not blobs:
         return header, "application/json", None
     return header + b"".join(blobs), "application/octet-stream", len(header)
@@ -236,8 +242,8 @@ def _from_json(item: InferInput, dtype: npt.DTypeLike, count: int) -> npt.NDArra
         raise InvalidArgument(f"input {item.name!r}: values must be {item.datatype}")
     try:
         return np.asarray(flat, dtype=dtype)
-    except (OverflowError, ValueError) as exc:
-        raise InvalidArgument(f"input {item.name!r}: {exc}") from None
+    except (OverflowError, ValueError):
+        raise InvalidArgument(f"input {item.name!r}: a value does not fit the datatype {item.datatype}") from None
 
 
 def _flatten(value: Any, depth: int, name: str) -> list[Any]:

@@ -71,11 +71,30 @@ _ERROR_DESCRIPTIONS: Final = {
     409: "Exists already, or changed concurrently",
     413: "Body too large",
     415: "Unsupported content type",
-    422: "The file is an ONNX model but not a detection model Warden serves",
+    422: "Understood but not served: an ONNX model that is no detection model Warden serves (upload), "
+    "or an answer larger than the server's limit (answer_too_large)",
     429: "Over the tenant's rate or daily quota (see Retry-After)",
     503: "The tenant's queue is full (see Retry-After)",
     504: "The request's deadline passed while it waited",
 }
+
+
+def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its ``$defs`` written in place, for a body that has no components of its own."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            reference = node.get("$ref")
+            if isinstance(reference, str) and reference.startswith("#/$defs/"):
+                return resolve(definitions[reference.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from warden.api.answers import AnswerBudget, detect_answer
 from warden.api.audit import facts
 from warden.api.auth import Admitted, Caller
 from warden.api.body import read_image, request_deadline, unless_disconnected
@@ -39,14 +40,13 @@ _IMAGE_BODY: dict[str, Any] = {
 @router.post(
     "/models/{name}/detect",
     response_model=DetectResponse,
-    responses=error_responses(400, 401, 403, 404, 413, 415, 429, 503, 504),
+    responses=error_responses(400, 401, 403, 404, 413, 415, 422, 429, 503, 504),
     openapi_extra=_IMAGE_BODY,
     summary="Detect objects in one image",
 )
 async def detect(
     name: str,
     request: Request,
-    response: Response,
     caller: Admitted,
     conf: Annotated[float, Query(ge=0.0, le=1.0, description="Keep detections scoring above this.")] = 0.25,
     iou: Annotated[float, Query(ge=0.0, le=1.0, description="NMS IoU threshold, per class.")] = 0.7,
@@ -54,8 +54,11 @@ async def detect(
     timeout_ms: Annotated[
         int | None, Query(ge=1, description="Give up (504) if not done in this time; also X-Request-Timeout-Ms.")
     ] = None,
-) -> DetectResponse:
-    """Run the caller's model ``name`` on the image in the body; the image is never stored."""
+) -> Response:
+    """Run the caller's model ``name`` on the image in the body; the image is never stored.
+
+    The answer is a ``DetectResponse``, written one detection at a time within ``WARDEN_MAX_ANSWER_BYTES``.
+    """
     engine: DetectionEngine = request.app.state.engine
     resolved = await resolve_model(request, caller.tenant(), name)
     data = await read_image(request, engine.image_limits(caller).max_bytes)
@@ -68,17 +71,10 @@ async def detect(
     (found,) = await unless_disconnected(request, work)
     noted.found([found])
     times = noted.times
-    response.headers["Server-Timing"] = times.server_timing()
-    response.headers["X-Model-Version"] = str(resolved.version)
-    return DetectResponse.model_validate(
-        {
-            "model": resolved.name,
-            "model_version": resolved.version,
-            "width": found.width,
-            "height": found.height,
-            "detections": found.to_dicts(),
-        }
-    )
+    headers = {"Server-Timing": times.server_timing(), "X-Model-Version": str(resolved.version)}
+    budget = AnswerBudget(request.app.state.services.settings.max_answer_bytes)
+    answer = detect_answer(resolved.name, resolved.version, found, budget)
+    return Response(answer, media_type="application/json", headers=headers)
 
 
 @router.get(

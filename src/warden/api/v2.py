@@ -19,9 +19,11 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from warden import __version__
+from warden.api.answers import AnswerBudget
 from warden.api.audit import facts
 from warden.api.auth import Admitted, Caller
-from warden.api.body import read_body, request_deadline, unless_disconnected
+from warden.api.body import read_body, request_deadline, shown, unless_disconnected
+from warden.api.guard import infer_cap
 from warden.api.oip import (
     HEADER_LENGTH,
     InferRequest,
@@ -32,12 +34,14 @@ from warden.api.oip import (
     parse_request,
 )
 from warden.api.resolve import resolve_model
+from warden.api.schemas import inline_schema
 from warden.detection import Detections
 from warden.detection.model import MAX_DETECTIONS
-from warden.errors import InvalidArgument, ModelNotFound
+from warden.errors import InvalidArgument, ModelNotFound, TooManyImages
 from warden.registry import ResolvedModel, parse_version
 from warden.services import Services
 from warden.serving import DetectionEngine, StageTimes
+from warden.settings import Settings
 from warden.tenancy import Principal
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
@@ -51,7 +55,8 @@ _ERROR_DESCRIPTIONS: Final = {
     401: "Missing or invalid credential",
     403: "Credential not allowed here",
     404: "No such model or version among the caller's",
-    413: "Body too large",
+    413: "Body too large, or more images than one request may carry (too_many_images)",
+    422: "The answer would be larger than the server's limit (answer_too_large)",
     429: "Over the tenant's rate or daily quota (see Retry-After)",
     503: "The tenant's queue is full (see Retry-After)",
     504: "The request's deadline passed while it waited",
@@ -78,26 +83,8 @@ _INFER_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
             }
         },
     },
-    **_errors(400, 401, 403, 404, 413, 429, 503, 504),
+    **_errors(400, 401, 403, 404, 413, 422, 429, 503, 504),
 }
-
-
-def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
-    """A model's JSON schema with its ``$defs`` written in place, for a body that has no components of its own."""
-    definitions = schema.pop("$defs", {})
-
-    def resolve(node: Any) -> Any:
-        if isinstance(node, dict):
-            reference = node.get("$ref")
-            if isinstance(reference, str) and reference.startswith("#/$defs/"):
-                return resolve(definitions[reference.removeprefix("#/$defs/")])
-            return {key: resolve(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [resolve(value) for value in node]
-        return node
-
-    resolved: dict[str, Any] = resolve(schema)
-    return resolved
 
 
 _INFER_BODY: Final[dict[str, Any]] = {
@@ -113,7 +100,7 @@ _INFER_BODY: Final[dict[str, Any]] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": _inlined(InferRequest.model_json_schema())},
+            "application/json": {"schema": inline_schema(InferRequest.model_json_schema())},
             "application/octet-stream": {
                 "schema": {"type": "string", "format": "binary"},
                 "description": f"JSON header of {HEADER_LENGTH} bytes, then binary tensor data",
@@ -243,15 +230,20 @@ async def infer_version(name: str, version: str, request: Request, caller: Admit
 
 async def _infer(request: Request, caller: Principal, resolved: ResolvedModel) -> Response:
     engine: DetectionEngine = request.app.state.engine
-    body = await read_body(request, 2 * engine.image_limits(caller).max_bytes)
+    settings: Settings = request.app.state.services.settings
+    most = settings.max_images_per_request
+    body = await read_body(request, infer_cap(most, engine.image_limits(caller).max_bytes))
     parsed, tensors = parse_request(body, request.headers.get(HEADER_LENGTH))
+    del body  # the tensors hold what is needed of it
     parameters = parsed.parameters or {}
     deadline = request_deadline(request, parameters.get("timeout_ms"))
     info = resolved.info
+    budget = AnswerBudget(settings.max_answer_bytes)
     if IMAGE_INPUT in tensors:
         check_requested_outputs(parsed, DETECTION_OUTPUTS)
         conf, iou, max_det = _thresholds(parameters)
-        images = _image_bytes(tensors[IMAGE_INPUT])
+        images = _image_bytes(tensors.pop(IMAGE_INPUT), most)
+        engine.admit(caller, images=len(images))
         noted = facts(request)
         noted.image_bytes, noted.times = sum(len(image) for image in images), StageTimes()
         work = engine.detect(
@@ -262,13 +254,15 @@ async def _infer(request: Request, caller: Principal, resolved: ResolvedModel) -
         outputs = _detection_tensors(found)
     elif info["input_name"] in tensors:
         check_requested_outputs(parsed, [info["output_name"]])
-        tensor = tensors[info["input_name"]].array
+        tensor = tensors.pop(info["input_name"]).array
+        if tensor.ndim > 0:
+            engine.admit(caller, images=max(1, int(tensor.shape[0])))
         raw = await unless_disconnected(request, engine.infer_raw(caller, resolved, tensor, deadline))
         outputs = [Tensor(info["output_name"], "FP32", raw)]
     else:
         given = ", ".join(tensors)
         raise InvalidArgument(f"unknown input(s) {given}; send {IMAGE_INPUT!r} (BYTES) or {info['input_name']!r}")
-    content, media_type, header_length = encode_response(parsed, resolved.name, str(resolved.version), outputs)
+    content, media_type, header_length = encode_response(parsed, resolved.name, str(resolved.version), outputs, budget)
     headers = {"X-Model-Version": str(resolved.version)}
     if header_length is not None:
         headers[HEADER_LENGTH] = str(header_length)
@@ -279,15 +273,21 @@ def _thresholds(parameters: dict[str, Any]) -> tuple[float, float, int]:
     conf, iou, max_det = parameters.get("conf", 0.25), parameters.get("iou", 0.7), parameters.get("max_det", 300)
     for key, value in (("conf", conf), ("iou", iou)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-            raise InvalidArgument(f"parameter {key} must be a number between 0 and 1, got {value!r}")
+            raise InvalidArgument(f"parameter {key} must be a number between 0 and 1, got {shown(value)}")
     if isinstance(max_det, bool) or not isinstance(max_det, int) or not 1 <= max_det <= MAX_DETECTIONS:
-        raise InvalidArgument(f"parameter max_det must be an integer between 1 and {MAX_DETECTIONS}, got {max_det!r}")
+        raise InvalidArgument(
+            f"parameter max_det must be an integer between 1 and {MAX_DETECTIONS}, got {shown(max_det)}"
+        )
     return float(conf), float(iou), max_det
 
 
-def _image_bytes(tensor: Tensor) -> list[bytes]:
+def _image_bytes(tensor: Tensor, most: int) -> list[bytes]:
     if tensor.datatype != "BYTES" or tensor.array.ndim != 1 or tensor.array.size == 0:
         raise InvalidArgument(f"input {IMAGE_INPUT!r} must be BYTES of shape [B] with B >= 1")
+    if tensor.array.size > most:
+        raise TooManyImages(
+            f"input {IMAGE_INPUT!r} holds {tensor.array.size} images; one request may carry at most {most}"
+        )
     images = []
     for element in tensor.array.tolist():
         if isinstance(element, bytes):

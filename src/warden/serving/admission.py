@@ -22,7 +22,7 @@ from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import select
 
-from warden.errors import QuotaExceeded, RateLimited
+from warden.errors import QuotaExceeded, RateLimited, TooManyImages
 from warden.storage import DailyUsage, Database
 from warden.tenancy import Principal, Quota
 
@@ -173,6 +173,29 @@ class Admission:
             )
         if item is not None and not self._limiter.hit(item, key):
             raise RateLimited(f"over the rate of {quota.rps} requests/s", retry_after=self._retry_after(item, key))
+
+    def charge(self, caller: Principal, cost: int) -> None:
+        """Count ``cost`` more units against the caller's rate (the images after the first of an admitted request).
+
+        Raises ``RateLimited`` when the window has no room for all of them (none is counted then), and
+        ``TooManyImages`` when ``cost + 1`` is more than the window ever holds, since waiting would not help.
+        """
+        if cost < 1 or caller.tenant_id is None:
+            return
+        item = rate_item(caller.quota)
+        if item is None:
+            return
+        if cost + 1 > item.amount:
+            raise TooManyImages(
+                f"{cost + 1} images in one request exceed the tenant's burst of {item.amount} requests; "
+                "send fewer images per request"
+            )
+        key = str(caller.tenant_id)
+        if not self._limiter.hit(item, key, cost=cost):
+            raise RateLimited(
+                f"{cost + 1} images are over the rate of {caller.quota.rps} requests/s",
+                retry_after=self._retry_after(item, key),
+            )
 
     def close(self) -> None:
         """Flush and release the counters."""

@@ -1,7 +1,8 @@
 """Running several detect requests of one model version as shared ONNX Runtime calls.
 
-Each request is decoded and letterboxed on its own, exactly as it would be alone
-(so batching never changes an answer); tensors of the same shape are then
+Each image is decoded and letterboxed on its own, one at a time (at most one image's
+pixels exist at once), exactly as it would be alone (so batching never changes an
+answer); tensors of the same shape are then
 stacked into runs of at most the model's batch capacity, and each request's rows
 are postprocessed with its own thresholds. A request whose image fails to decode
 fails alone; the others still run.
@@ -14,8 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from warden.detection import DetectionModel, Detections, ImageLimits, decode_image
+from warden.detection.letterbox import PAD_VALUE, letterbox, to_tensor
 from warden.detection.model import PreparedBatch, check_thresholds
 
 
@@ -66,17 +69,9 @@ def detect_many(model: DetectionModel, requests: Sequence[DetectRequest]) -> lis
     outcomes: list[list[Detections] | BaseException] = [[] for _ in requests]
     chunks: list[_Chunk] = []
     for index, request in enumerate(requests):
-        start = time.perf_counter()
         try:
             check_thresholds(request.conf, request.iou, request.max_det)
-            rgbs = [decode_image(data, request.limits) for data in request.images]
-            decoded = time.perf_counter()
-            request.times.decode = decoded - start
-            capacity = model.batch_capacity
-            chunks.extend(
-                _Chunk(index, model.prepare(rgbs[at : at + capacity])) for at in range(0, len(rgbs), capacity)
-            )
-            request.times.preprocess = time.perf_counter() - decoded
+            chunks.extend(_Chunk(index, prepared) for prepared in _prepare_each(model, request))
         except Exception as exc:
             outcomes[index] = exc
     started = time.perf_counter()
@@ -103,6 +98,40 @@ def detect_many(model: DetectionModel, requests: Sequence[DetectRequest]) -> lis
         if not isinstance(outcomes[index], BaseException):
             request.times.inference += shared
     return outcomes
+
+
+def _prepare_each(model: DetectionModel, request: DetectRequest) -> list[PreparedBatch]:
+    """The request's images as input batches, decoded one at a time: at most one image's pixels exist at once.
+
+    Each decoded image is at once shrunk to the model's input size (:func:`letterbox` with stride 1 pads
+    nothing) and its pixels dropped; the batches are then padded exactly as
+    :meth:`DetectionModel.prepare` pads the same images (a second letterbox of a fitted image resizes
+    nothing), so the answers are those of the model's own pipeline.
+    """
+    info = model.info
+    shapes: list[tuple[int, int]] = []
+    fitted: list[npt.NDArray[np.uint8]] = []
+    for data in request.images:
+        begun = time.perf_counter()
+        rgb = decode_image(data, request.limits)
+        decoded = time.perf_counter()
+        shapes.append((int(rgb.shape[0]), int(rgb.shape[1])))
+        fitted.append(letterbox(rgb, info.input_hw, auto=True, stride=1))
+        del rgb
+        request.times.decode += decoded - begun
+        request.times.preprocess += time.perf_counter() - decoded
+    begun = time.perf_counter()
+    batches = []
+    capacity = model.batch_capacity
+    for at in range(0, len(fitted), capacity):
+        group = shapes[at : at + capacity]
+        rect = info.dynamic_hw and len(set(group)) == 1
+        boxed = [letterbox(image, info.input_hw, auto=rect, stride=info.stride) for image in fitted[at : at + capacity]]
+        if info.batch is not None and len(boxed) < info.batch:
+            boxed.extend([np.full_like(boxed[0], PAD_VALUE)] * (info.batch - len(boxed)))
+        batches.append(PreparedBatch(to_tensor(boxed, info.input_dtype), tuple(group)))
+    request.times.preprocess += time.perf_counter() - begun
+    return batches
 
 
 def _infer(model: DetectionModel, chunks: list[_Chunk]) -> None:

@@ -72,8 +72,15 @@ class DetectionEngine:
         """Whether sessions run on a GPU provider (where batching is on unless a version says otherwise)."""
         self._closed = False
 
-    def admit(self, caller: Principal) -> None:
-        """Refuse at once a caller over its rate or daily cap, or whose queue is full (before its body is read)."""
+    def admit(self, caller: Principal, images: int | None = None) -> None:
+        """Refuse at once a caller over its rate or daily cap, or whose queue is full (before its body is read).
+
+        With ``images`` (once the body of an admitted request is read): count the images after the
+        first against the rate too, so that a request of N images costs what N requests would.
+        """
+        if images is not None:
+            self.admission.charge(caller, images - 1)
+            return
         self.scheduler.ensure_room(_tenant_key(caller), caller.quota.max_queue)
         self.admission.admit(caller)
 
