@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,20 @@ KEY = "wdn_0123456789ab_" + "S" * 43
 LONG = "u" * 2000
 
 
+@dataclass(frozen=True)
+class At:
+    """A NumericDate ``offset`` seconds from the moment the claims are made (tables outlive a minute)."""
+
+    offset: float
+
+
 def payload(**changes: object) -> dict[str, Any]:
     """Valid claims for tenant ``acme`` with ``changes`` applied (``DROP`` removes a claim, ``None`` is JSON null)."""
     now = int(time.time())
     base: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "tenant": "acme", "iat": now}
     base["exp"] = now + 300
     base.update(changes)
-    return {name: value for name, value in base.items() if value is not DROP}
+    return {name: now + v.offset if isinstance(v, At) else v for name, v in base.items() if v is not DROP}
 
 
 @pytest.fixture(scope="module")
@@ -134,19 +142,19 @@ REFUSED: list[Any] = [
     pytest.param({"exp": None}, id="exp null"),
     pytest.param({"iat": DROP}, id="no iat"),
     pytest.param({"iat": str(NOW)}, id="iat a numeric string"),
-    pytest.param({"iat": NOW + 600}, id="iat in the future"),
+    pytest.param({"iat": At(600)}, id="iat in the future"),
     pytest.param({"iat": float("-inf")}, id="iat minus infinity"),
     pytest.param({"iat": -(10**400)}, id="iat a huge negative integer"),
     pytest.param({"iat": 1.5, "exp": 10**400}, id="float iat and huge exp"),
     pytest.param({"iat": None}, id="iat null"),
     pytest.param({"nbf": str(NOW)}, id="nbf a numeric string"),
-    pytest.param({"nbf": NOW + 600}, id="nbf in the future"),
+    pytest.param({"nbf": At(600)}, id="nbf in the future"),
     pytest.param({"nbf": {"t": 1}}, id="nbf an object"),
     pytest.param({"jti": 7}, id="jti a number"),
     # Lifetime: exp - iat at most WARDEN_JWT_MAX_LIFETIME_SECONDS.
-    pytest.param({"iat": NOW, "exp": NOW + MAX_LIFETIME + 1}, id="one second too long-lived"),
-    pytest.param({"iat": NOW - 30 * 86_400, "exp": NOW + 60}, id="issued a month ago"),
-    pytest.param({"iat": NOW, "exp": NOW + 10 * 365 * 86_400}, id="valid for ten years"),
+    pytest.param({"iat": At(0), "exp": At(MAX_LIFETIME + 1)}, id="one second too long-lived"),
+    pytest.param({"iat": At(-30 * 86_400), "exp": At(60)}, id="issued a month ago"),
+    pytest.param({"iat": At(0), "exp": At(10 * 365 * 86_400)}, id="valid for ten years"),
 ]
 
 
@@ -176,9 +184,9 @@ ACCEPTED: list[Any] = [
     pytest.param({"scope": "openid detect admin"}, Scope.ADMIN, id="scope string with admin"),
     pytest.param({"scope": ["detect"] * 64}, Scope.DETECT, id="scope list of 64"),
     pytest.param({"aud": ["other", AUDIENCE]}, Scope.DETECT, id="aud list naming us"),
-    pytest.param({"iat": NOW, "exp": NOW + MAX_LIFETIME}, Scope.DETECT, id="lifetime exactly the maximum"),
-    pytest.param({"iat": NOW + 0.5 - 1, "exp": NOW + 60.25}, Scope.DETECT, id="fractional NumericDates"),
-    pytest.param({"jti": "abc", "nbf": NOW - 10, "extra": [{"any": None}]}, Scope.DETECT, id="other claims"),
+    pytest.param({"iat": At(0), "exp": At(MAX_LIFETIME)}, Scope.DETECT, id="lifetime exactly the maximum"),
+    pytest.param({"iat": At(-0.5), "exp": At(60.25)}, Scope.DETECT, id="fractional NumericDates"),
+    pytest.param({"jti": "abc", "nbf": At(-10), "extra": [{"any": None}]}, Scope.DETECT, id="other claims"),
 ]
 
 
@@ -367,7 +375,7 @@ HTTP_CASES: list[Any] = [
     pytest.param({"sub": 12}, id="sub a number"),
     pytest.param({"tenant": ["acme"]}, id="tenant a list"),
     pytest.param({"scope": {"admin": 1}}, id="scope an object"),
-    pytest.param({"exp": int(time.time()) + 30 * 86_400}, id="lives a month"),
+    pytest.param({"exp": At(30 * 86_400)}, id="lives a month"),
 ]
 
 
