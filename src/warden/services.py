@@ -82,6 +82,7 @@ def _wire(settings: Settings, db: Database) -> Services:
             settings.max_model_bytes,
             cache_seconds=settings.cache_seconds,
             share_across_tenants=settings.share_models == "across-tenants",
+            session_memory_limit=settings.session_memory_limit,
         ),
         authenticator=Authenticator(
             tenants, verifier, None if settings.serve_tenants is None else frozenset(settings.serve_tenants)

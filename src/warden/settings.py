@@ -114,18 +114,18 @@ class Settings(BaseSettings):
     model_memory_budget: int | None = Field(
         default=None, ge=1, description="Bytes of model sessions kept resident (LRU beyond); default unlimited."
     )
-    share_models: Literal["per-tenant", "across-tenants"] = Field(
-        default="per-tenant",
-        description="per-tenant: identical model bytes pushed by several tenants load one session per tenant "
-        "(unless an operator marked them shareable: `warden model share`), so a fast first request tells no "
-        "tenant that another holds the same model; across-tenants: one session serves them all (less memory).",
-    )
     session_memory_limit: int = Field(
         default=4 * 1024**3,
         ge=64 * 1024**2,
         description="Bytes one model session's ONNX Runtime arena may hold for its runs (and one call's input "
         "tensor may take), at upload validation and in serving; a run asking for more fails with invalid_model "
         "instead of growing the process. On CUDA it is also the session's GPU memory limit.",
+    )
+    share_models: Literal["per-tenant", "across-tenants"] = Field(
+        default="per-tenant",
+        description="per-tenant: identical model bytes pushed by several tenants load one session per tenant "
+        "(unless an operator marked them shareable: `warden model share`), so a fast first request tells no "
+        "tenant that another holds the same model; across-tenants: one session serves them all (less memory).",
     )
     max_timeout_ms: int = Field(
         default=60_000, ge=1, description="Longest a request may wait and run; clients may ask for less."

@@ -1,5 +1,5 @@
 """Admission and scheduling through HTTP: refusals with their codes and Retry-After, deadlines, shared
-budgets through Redis, a daily cap across a restart, and one resident session for the same bytes."""
+budgets through Redis, a daily cap across a restart, and one session for the same bytes only when shareable."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from tests.api.conftest import World, tiny_graph
 from tests.api.server import running_server
 from tests.backends import database_url
 from warden.api import create_app
+from warden.registry import sha256_hex
 from warden.samples import SAMPLE_IMAGE
 from warden.services import Services, open_services
 from warden.settings import Settings
@@ -109,13 +110,18 @@ def test_a_request_whose_deadline_passes_in_the_queue_is_504_without_running(
     assert all(a.json()["error"]["code"] == "deadline_exceeded" for a in answers if a.status_code == 504)
 
 
-def test_two_tenants_with_the_same_bytes_share_one_session(world: World) -> None:
-    shared = tiny_graph(0.33)
-    first, second = tenant(world, Quota(), model=shared), tenant(world, Quota(), model=shared)
+@pytest.mark.parametrize("shared", [False, True], ids=["by-default", "marked-shareable"])
+def test_two_tenants_with_the_same_bytes_share_a_session_only_when_an_operator_marks_them(
+    world: World, shared: bool
+) -> None:
+    same = tiny_graph(0.33 if shared else 0.34)
+    first, second = tenant(world, Quota(), model=same), tenant(world, Quota(), model=same)
+    if shared:
+        world.services.registry.share(sha256_hex(same), "operator")
     engine = world.client.app.state.engine  # type: ignore[attr-defined]
     before = engine.residency.stats().loads
     assert detect(world.client, first).status_code == detect(world.client, second).status_code == 200
-    assert engine.residency.stats().loads == before + 1
+    assert engine.residency.stats().loads == before + (1 if shared else 2)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ fall model are exactly what they were.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from tests.registry import hostile
 from warden.api import create_app
@@ -225,3 +227,47 @@ def test_a_model_whose_allocation_follows_the_pixels_passes_upload_and_fails_clo
         assert len(model.detect_rgb([np.zeros((64, 64, 3), dtype=np.uint8)])[0].to_dicts()) == 1
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(("limit", "accepted"), [(64 * 1024**2, False), (1024**3, True)])
+def test_upload_validation_runs_under_the_configured_session_memory_limit(
+    tmp_path: Path, limit: int, accepted: bool
+) -> None:
+    """WARDEN_SESSION_MEMORY_LIMIT reaches the registry: 256 MiB at run time is refused under 64 MiB only."""
+    services = open_services(Settings(data_dir=tmp_path / "data", session_memory_limit=limit))
+    try:
+        services.tenants.create_tenant("a")
+        bomb = hostile.memory_bomb("constant", size=256 * 1024**2)
+        if accepted:
+            services.registry.push(services.tenants.tenant_id("a"), "m", bomb)
+            assert len(services.registry.blobs.digests()) == 1
+        else:
+            with pytest.raises(InvalidModel, match="more memory than the session's limit"):
+                services.registry.push(services.tenants.tenant_id("a"), "m", bomb)
+    finally:
+        services.close()
+
+
+def test_the_served_app_runs_sessions_under_the_configured_memory_limit(tmp_path: Path) -> None:
+    """WARDEN_SESSION_MEMORY_LIMIT reaches the app's engine: a white image asking for 1 GiB is a 400 there."""
+    services = open_services(Settings(data_dir=tmp_path / "data", session_memory_limit=128 * 1024**2))
+    try:
+        services.tenants.create_tenant("a")
+        services.registry.push(services.tenants.tenant_id("a"), "bright", hostile.brightness_bomb(gib_at_white=1))
+        key = services.tenants.create_key("a", Scope.DETECT).key
+        with TestClient(create_app(services)) as client:
+
+            def detect(value: int) -> tuple[int, str]:
+                image = io.BytesIO()
+                Image.new("RGB", (64, 64), (value, value, value)).save(image, format="PNG")
+                answer = client.post(
+                    "/v1/models/bright/detect",
+                    content=image.getvalue(),
+                    headers={"Authorization": f"Bearer {key}", "Content-Type": "image/png"},
+                )
+                return answer.status_code, answer.json().get("error", {}).get("code", "")
+
+            assert detect(255) == (400, "invalid_model")
+            assert detect(0) == (200, "")
+    finally:
+        services.close()

@@ -40,6 +40,7 @@ def create_app(services: Services, engine: DetectionEngine | None = None) -> Fas
                 device=settings.device,
                 memory_budget=settings.model_memory_budget,
                 headroom=settings.headroom,
+                session_memory_limit=settings.session_memory_limit,
             ),
         )
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from warden.caching import FreshCache
+from warden.detection.model import DEFAULT_MEMORY_LIMIT
 from warden.errors import Conflict, InvalidArgument, ModelNotFound, NotFound
 from warden.registry.blobs import BlobStore
 from warden.registry.validation import info_to_json, validate_model
@@ -155,12 +156,14 @@ class ModelRegistry:
         cache_seconds: float = 1.0,
         *,
         share_across_tenants: bool = False,
+        session_memory_limit: int = DEFAULT_MEMORY_LIMIT,
     ) -> None:
         self._db = db
         self.blobs = blobs
         self._max_bytes = max_model_bytes
         self._roll = roll
         self._across = share_across_tenants
+        self._memory_limit = session_memory_limit
         self._choices: FreshCache[tuple[int, str, int | None], _Choice] = FreshCache(cache_seconds)
 
     def push(
@@ -179,7 +182,7 @@ class ModelRegistry:
         batching.check({})
         if alias == CANARY and canary_weight is None:
             self._require_existing_canary(tenant_id, name)
-        info = info_to_json(validate_model(data, self._max_bytes))
+        info = info_to_json(validate_model(data, self._max_bytes, self._memory_limit))
         batching.check(info)
         digest = self.blobs.put(data)
         for attempt in range(_PUSH_ATTEMPTS):
