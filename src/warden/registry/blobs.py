@@ -21,7 +21,11 @@ def sha256_hex(data: bytes) -> str:
 
 
 class BlobStore:
-    """Blobs under ``root/sha256/ab/<sha256>``, written atomically (temp file, fsync, rename)."""
+    """Blobs under ``root/sha256/ab/<sha256>``, written atomically (temp file, fsync, rename).
+
+    Blobs are 0600 in 0700 folders whatever the process's umask: a tenant's model is no
+    other local user's to read, also in a model store shared by replicas.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -38,10 +42,12 @@ class BlobStore:
         target = self.path(digest)
         if target.exists():
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for folder in (target.parent.parent, target.parent):
+            folder.mkdir(mode=0o700, exist_ok=True)
         scratch = target.with_name(f".{digest}.{secrets.token_hex(8)}")
         try:
-            with open(scratch, "xb") as handle:
+            with os.fdopen(os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
