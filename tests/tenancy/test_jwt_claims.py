@@ -228,7 +228,7 @@ def test_when_the_token_is_oversized_or_its_header_is_odd_then_invalid_token(ver
 def test_when_the_signed_payload_is_not_an_object_then_invalid_token(
     verifier: JwtVerifier, rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    for body in (b"[1, 2]", b'"text"', b"7", b"null", b"\xff\xfe"):
+    for body in (b"[1, 2]", b'"text"', b"7", b"null", b"\xff\xfe", b"[" * 2500 + b"]" * 2500):
         token = jwt.api_jws.encode(body, rsa_key, algorithm="RS256", headers={"kid": RSA_KID})
         with pytest.raises(InvalidToken):
             verifier.authenticate(token)

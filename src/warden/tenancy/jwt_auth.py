@@ -53,7 +53,8 @@ _REQUIRED: Final = ["exp", "iat", "iss", "sub"]
 _NUMERIC_DATES: Final = ("exp", "iat", "nbf")
 # Raised by decoding crafted input that PyJWT does not wrap: a kid naming a key of another type
 # (TypeError), a payload that is not UTF-8 or not JSON (ValueError).
-_DECODE_ERRORS: Final = (jwt.PyJWTError, TypeError, ValueError)
+_DECODE_ERRORS: Final = (jwt.PyJWTError, TypeError, ValueError, RecursionError)
+"""What decoding a hostile token raises: a signed payload nested thousands deep is a RecursionError."""
 
 
 def looks_like_jwt(credential: str) -> bool:
