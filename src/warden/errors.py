@@ -25,6 +25,7 @@ map codes to status codes and exit codes in one place each.
     ├── Conflict                   conflict
     ├── StorageCorrupt             storage_corrupt
     ├── AuditUnsealed              audit_unsealed  (an audit stream's tail has no clean-close checkpoint)
+    ├── AuditResumed               audit_resumed   (an audit stream was taken over after a writer that did not close)
     ├── SecretMismatch             secret_mismatch (a replica's server secret differs from the others')
     ├── DeliveryFailed             delivery_failed (audit shipping)
     ├── UnsupportedFile            unsupported_file (a file of no kind the command reads)
@@ -221,6 +222,16 @@ class AuditUnsealed(WardenError):
     """
 
     code = "audit_unsealed"
+
+
+class AuditResumed(WardenError):
+    """An audit stream records a restart after a writer that did not close: a crash, sealed over since or not.
+
+    The records after the crash's last signed checkpoint were never signed; a deletion
+    before the restart cannot be excluded.
+    """
+
+    code = "audit_resumed"
 
 
 class SecretMismatch(WardenError):

@@ -2,7 +2,7 @@
 
 Prints ``acked <request id>`` (flushed) only after the event's ``record()`` future has
 resolved, i.e. after its commit; the test kills this process with SIGKILL at some point.
-Arguments: DATABASE_URL STREAM FIRST_NUMBER.
+Arguments: DATABASE_URL STREAM FIRST_NUMBER [PRESENCE_DIR] (where live writers mark themselves).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import sys
 import threading
+from pathlib import Path
 
 from tests.audit.conftest import KEYS, request_event
 from warden.audit import AuditLog
@@ -19,7 +20,8 @@ from warden.storage import Database
 def main() -> None:
     """Write until killed."""
     url, stream, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    log = AuditLog(Database(url), KEYS, stream=stream, checkpoint_every=7)
+    presence = Path(sys.argv[4]) if len(sys.argv) > 4 else None
+    log = AuditLog(Database(url), KEYS, stream=stream, checkpoint_every=7, presence_dir=presence)
     numbers = itertools.count(first)
     lock = threading.Lock()
 

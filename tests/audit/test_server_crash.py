@@ -1,6 +1,7 @@
 """The audit trail survives a killed server: `warden serve` under concurrent load, SIGKILLed, several times.
 
-After each kill the log verifies (its stream reported unsealed: no clean close), and every
+After each kill the log verifies (its stream reported unsealed: no clean close; each restart
+after a kill recorded as a resumption, so a later clean close cannot hide the kill), and every
 request that received a 200 has its record: an answer goes out only after its record is
 committed (sync durability, the default).
 """
@@ -72,7 +73,7 @@ def test_every_acknowledged_request_is_in_a_log_that_verifies_after_each_sigkill
     rng = random.Random(20261122)
     acknowledged: list[str] = []
     env = {**os.environ, "WARDEN_DATA_DIR": str(settings.data_dir), "WARDEN_WORKERS": "2"}
-    for _ in range(KILLS):
+    for kill in range(KILLS):
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         process = subprocess.Popen(
@@ -106,6 +107,9 @@ def test_every_acknowledged_request_is_in_a_log_that_verifies_after_each_sigkill
             reopened.close()
         assert report.ok, report
         assert report.unsealed == report.streams  # a crash is not tampering, but its tail shows unsealed
+        [stream] = report.streams
+        assert len(stream.resumed) == kill  # every restart after a kill said so first, once
+        assert all(resumption.found_last_seq < resumption.seq for resumption in stream.resumed)
         missing = [request_id for request_id in acknowledged if request_id not in recorded]
         assert not missing, f"{len(missing)} acknowledged requests have no audit record"
     assert len(acknowledged) >= KILLS * 20

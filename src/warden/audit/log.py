@@ -7,10 +7,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 
 from warden.audit.chain import AuditKeys
 from warden.audit.events import AddressPolicy, AuditEvent, ClientAddresses, utc_now
 from warden.audit.export import ExportFormat, export_lines
+from warden.audit.presence import Presence
 from warden.audit.query import AuditEntry, AuditFilter, Cursor, Order, Page, query, scan
 from warden.audit.retention import PruneReport, prune
 from warden.audit.verify import VerifyReport, verify
@@ -53,6 +55,7 @@ class AuditLog:
         max_backlog: int = 100_000,
         clock: Callable[[], datetime] = utc_now,
         previous_checkpoint_keys: tuple[bytes, ...] = (),
+        presence_dir: Path | None = None,
     ) -> None:
         self.db = db
         self.stream = stream
@@ -61,7 +64,14 @@ class AuditLog:
         self.client_address = ClientAddresses(AddressPolicy(client_address), keys.address)
         """Applies the address policy: ``audit.client_address("203.0.113.7")`` is what to put in ``client``."""
         self.writer = GroupCommitWriter(
-            db, stream, keys.checkpoint, checkpoint_every=checkpoint_every, max_backlog=max_backlog, clock=clock
+            db,
+            stream,
+            keys.checkpoint,
+            checkpoint_every=checkpoint_every,
+            max_backlog=max_backlog,
+            clock=clock,
+            previous_keys=previous_checkpoint_keys,
+            presence=Presence(stream, presence_dir, scope=db.url),
         )
         self._keys = keys
         self._previous = previous_checkpoint_keys
@@ -73,7 +83,9 @@ class AuditLog:
     ) -> AuditLog:
         """The audit log the settings describe (stream = replica id), keyed from the server secret.
 
-        Checkpoints signed under ``previous_secrets`` (before a rotation) still verify.
+        Checkpoints signed under ``previous_secrets`` (before a rotation) still verify. Live
+        writers of the stream mark themselves in the data directory, so a server and the admin
+        commands run beside it are not taken for a crash (see :mod:`warden.audit.presence`).
         """
         return cls(
             db,
@@ -84,6 +96,7 @@ class AuditLog:
             fail_closed=settings.audit_fail_closed,
             client_address=settings.audit_client_address,
             checkpoint_every=settings.audit_checkpoint_every,
+            presence_dir=settings.data_dir,
         )
 
     @property

@@ -22,7 +22,11 @@ by a clean shutdown) states its last record, so nothing after it can have gone m
 unsealed otherwise, which is what a writer still running and one that crashed (SIGKILL,
 power loss) both leave, and what removing the tail of a crashed stream leaves too. An
 unsealed stream is not a problem (``ok`` stays true) but is reported, with
-``signed_through``, the last seq a signed checkpoint vouches for.
+``signed_through``, the last seq a signed checkpoint vouches for. A writer that later takes
+over an unsealed stream (a restart after a crash) first appends a signed ``audit.resumed``
+record stating what it found (see :mod:`warden.audit.resume`); each is reported in
+``resumed``, sealed or not, since the records after its ``signed_through`` up to its
+``found_last_seq`` were never signed and a deletion before the restart cannot be excluded.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from warden.audit.chain import (
     record_hash,
     signature_valid,
 )
+from warden.audit.resume import Resumption, resumption_of
 from warden.audit.store import checkpoints, records, seqs_with_hash, streams
 from warden.storage import Database
 
@@ -89,6 +94,8 @@ class StreamReport:
     """Intact, and its last record is stated by a signed ``close`` checkpoint (a clean shutdown)."""
     signed_through: int = 0
     """The highest seq a valid signed checkpoint states (0: none); later records rest on the chain alone."""
+    resumed: tuple[Resumption, ...] = ()
+    """Every ``audit.resumed`` record in the intact part: each a restart after a writer that did not close."""
 
     @property
     def ok(self) -> bool:
@@ -114,6 +121,7 @@ class StreamReport:
             "last_seq": self.last_seq,
             "checkpoints": self.checkpoints,
             "signed_through": self.signed_through,
+            "resumed_after_crash": [resumption.to_dict() for resumption in self.resumed],
             "problem": None if self.problem is None else self.problem.to_dict(),
         }
 
@@ -139,9 +147,18 @@ class VerifyReport:
         """The streams that verify but whose tail no clean close seals."""
         return tuple(stream for stream in self.streams if stream.ok and not stream.sealed)
 
+    @property
+    def resumed(self) -> tuple[StreamReport, ...]:
+        """The streams with a resumption after a crash recorded in them (sealed since, or not)."""
+        return tuple(stream for stream in self.streams if stream.resumed)
+
     def to_dict(self) -> dict[str, Any]:
         """As ``verify --json`` prints it."""
-        return {"ok": self.ok, "sealed": self.sealed, "streams": [stream.to_dict() for stream in self.streams]}
+        return {
+            "ok": self.ok,
+            "sealed": self.sealed,
+            "streams": [stream.to_dict() for stream in self.streams],
+        }
 
 
 def verify(db: Database, key: bytes, previous: Sequence[bytes] = ()) -> VerifyReport:
@@ -171,13 +188,13 @@ def check_stream(
     previous: Sequence[bytes] = (),
 ) -> StreamReport:
     """Verify one stream from its records in seq order and its checkpoints; ``locate`` is used only to diagnose."""
-    found: list[tuple[int, int, Problem]] = []  # (seq, rank, problem): chain problems win ties
-    valid: list[StoredCheckpoint] = []
-    for mark in marks:
-        if mark.stream == stream and any(signature_valid(k, mark) for k in (key, *previous)):
-            valid.append(mark)
-        else:
-            found.append((mark.seq, 1, Problem(mark.seq, ProblemKind.BAD_CHECKPOINT, _forged(mark))))
+    valid = valid_checkpoints(stream, marks, key, previous)
+    vouching = set(valid)
+    found: list[tuple[int, int, Problem]] = [  # (seq, rank, problem): chain problems win ties
+        (mark.seq, 1, Problem(mark.seq, ProblemKind.BAD_CHECKPOINT, _forged(mark)))
+        for mark in marks
+        if mark not in vouching
+    ]
     cuts = [mark for mark in valid if mark.kind == CheckpointKind.CUT]
     start = max(cuts, key=lambda mark: mark.seq) if cuts else None
     origin = 0 if start is None else start.seq
@@ -202,9 +219,28 @@ def check_stream(
     first = min(found, key=lambda item: (item[0], item[1]))[2] if found else None
     end = origin if walk.last_seq is None else walk.last_seq
     end_hash = walk.link
-    sealed = first is None and any(m.kind == CheckpointKind.CLOSE and (m.seq, m.hash) == (end, end_hash) for m in valid)
-    signed_through = max((mark.seq for mark in valid), default=0)
-    return StreamReport(stream, walk.accepted, walk.first_seq, walk.last_seq, len(marks), first, sealed, signed_through)
+    sealed = first is None and closed_at(valid, end, end_hash)
+    resumed = tuple(walk.resumed)
+    return StreamReport(
+        stream, walk.accepted, walk.first_seq, walk.last_seq, len(marks), first, sealed, signed_through(valid), resumed
+    )
+
+
+def valid_checkpoints(
+    stream: str, marks: Iterable[StoredCheckpoint], key: bytes, previous: Sequence[bytes] = ()
+) -> list[StoredCheckpoint]:
+    """The checkpoints of ``stream`` signed with ``key`` or a ``previous`` key (the others are forged)."""
+    return [m for m in marks if m.stream == stream and any(signature_valid(k, m) for k in (key, *previous))]
+
+
+def closed_at(valid: Iterable[StoredCheckpoint], seq: int, hash_: str) -> bool:
+    """Whether a valid ``close`` checkpoint states record ``seq`` with ``hash_``: a clean close ended there."""
+    return any(m.kind == CheckpointKind.CLOSE and (m.seq, m.hash) == (seq, hash_) for m in valid)
+
+
+def signed_through(valid: Iterable[StoredCheckpoint]) -> int:
+    """The highest seq a valid checkpoint states (0: none): records after it rest on the chain alone."""
+    return max((mark.seq for mark in valid), default=0)
 
 
 def _forged(mark: StoredCheckpoint) -> str:
@@ -227,6 +263,7 @@ class _Walk:
         self.wanted = wanted
         self.hashes: dict[int, str] = {}  # accepted seq -> hash, kept only for the checkpoints' seqs
         self.matched: list[int] = []
+        self.resumed: list[Resumption] = []
 
     def matched_before(self, seq: int) -> int:
         """The last checkpoint seq below ``seq`` that matched the chain (the cut, or 0, if none)."""
@@ -246,6 +283,9 @@ class _Walk:
             self.last_seq = row.seq
             if row.seq in self.wanted:
                 self.hashes[row.seq] = row.hash
+            resumption = resumption_of(row)
+            if resumption is not None:
+                self.resumed.append(resumption)
             self.last, self.link, self.expected = row, row.hash, row.seq + 1
             row = following
         return None

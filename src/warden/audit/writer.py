@@ -9,6 +9,13 @@ from the head read back from the database, so nothing accepted is lost or forked
 commit first locks the stream's row in ``audit_streams`` and reads the head under that
 lock, so a second writer on the same stream (another process with the same replica id)
 waits its turn instead of forking the chain; ``(stream, seq)`` is unique besides.
+
+A writer's first commit also looks at the tail it continues: when no valid ``close``
+checkpoint states the stream's last record and no other writer of the stream is alive
+(see :mod:`warden.audit.presence`), the previous writer did not close, and the commit
+starts with a signed ``audit.resumed`` record saying so (see :mod:`warden.audit.resume`),
+so this writer's clean close cannot pass the crashed tail off as sealed. A process that
+never records (a command that only reads) never commits, and writes nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +34,19 @@ from sqlalchemy.exc import IntegrityError
 
 from warden.audit.chain import CheckpointKind, chain
 from warden.audit.events import AuditEvent, utc_now
-from warden.audit.store import Head, add_checkpoint, append, has_checkpoint, hash_at, load_head, lock_stream
+from warden.audit.presence import Presence
+from warden.audit.resume import resumption_event
+from warden.audit.store import (
+    Head,
+    add_checkpoint,
+    append,
+    checkpoints,
+    has_checkpoint,
+    hash_at,
+    load_head,
+    lock_stream,
+)
+from warden.audit.verify import closed_at, signed_through, valid_checkpoints
 from warden.errors import AuditUnavailable
 from warden.storage import Database
 
@@ -64,6 +83,8 @@ class GroupCommitWriter:
         checkpoint_every: int = 1000,
         max_backlog: int = 100_000,
         clock: Callable[[], datetime] = utc_now,
+        previous_keys: tuple[bytes, ...] = (),
+        presence: Presence | None = None,
     ) -> None:
         self.stream = stream
         self.commits = 0
@@ -75,7 +96,13 @@ class GroupCommitWriter:
         self.commit_seconds = 0.0
         """Seconds spent in successful commits; with ``commits``, the mean flush latency."""
         self.last_error: str | None = None
+        self.resumed_at: int | None = None
+        """The seq of the ``audit.resumed`` record this writer appended, if it took over a crashed stream."""
         self._db = db
+        self._previous = previous_keys
+        self._presence = presence if presence is not None else Presence(stream, scope=db.url)
+        self._alone: bool | None = None  # set on the first commit: no other live writer of the stream
+        self._took_over = False  # the first commit is done: the tail it continued was looked at
         self._key = checkpoint_key
         self._every = checkpoint_every
         self._max_backlog = max_backlog
@@ -188,6 +215,7 @@ class GroupCommitWriter:
                 self._cond.notify_all()
         if self.written and not self._gave_up:
             self._seal_on_close()
+        self._presence.leave()
 
     def _commit(self, batch: list[_Pending]) -> bool:
         error: Exception | None = None
@@ -229,8 +257,11 @@ class GroupCommitWriter:
             if uncertain is not None and hash_at(connection, self.stream, uncertain.seq) == uncertain.hash:
                 self._landed(batch[: uncertain.count])  # the failed commit did land: never write those twice
                 del batch[: uncertain.count]
+                self._took_over = True  # and so did any audit.resumed it started with
             if not batch:
                 return 0
+            if not self._took_over:
+                head = self._take_over(connection, head)
             bodies = [item.row["body"] for item in batch]
             links = chain(self.stream, bodies, after_seq=head.seq, after_hash=head.hash)
             self._uncertain = _Uncertain(len(batch), links[-1][0], links[-1][2])
@@ -243,7 +274,50 @@ class GroupCommitWriter:
             if new_head.seq - new_head.checkpoint_seq >= self._every:
                 self._checkpoint(connection, new_head, CheckpointKind.SEAL)
         self._uncertain = None
+        self._took_over = True
         return len(batch)
+
+    def _take_over(self, connection: Connection, head: Head) -> Head:
+        """Before this writer's first record: append a signed ``audit.resumed`` when the tail is a crashed one.
+
+        The tail is crashed when the stream has records (or a retention cut), no valid ``close``
+        checkpoint states its head, and no other writer of the stream is alive. The record is
+        sealed at once, so it stays signed even if this writer crashes too.
+        """
+        if self._alone is None:
+            self._alone = self._presence.join()
+        if not self._alone or head.seq == 0:
+            return head
+        valid = valid_checkpoints(self.stream, checkpoints(connection, self.stream), self._key, self._previous)
+        if closed_at(valid, head.seq, head.hash):
+            return head
+        event = resumption_event(self.stream, head.seq, signed_through(valid), self._clock())
+        body = event.canonical()
+        [(seq, prev, hash_)] = chain(self.stream, [body], after_seq=head.seq, after_hash=head.hash)
+        row = {
+            "stream": self.stream,
+            "time": event.time,
+            "kind": event.kind.value,
+            "tenant": None,
+            "request_id": None,
+            "body": body,
+            "seq": seq,
+            "prev_hash": prev,
+            "hash": hash_,
+        }
+        append(connection, [row])
+        resumed = Head(seq, hash_, seq)
+        self._checkpoint(connection, resumed, CheckpointKind.SEAL)
+        self.resumed_at = seq
+        _log.warning(
+            "audit stream %s was not closed by its previous writer (last seq %d, signed through %d); "
+            "recorded audit.resumed at seq %d",
+            self.stream,
+            head.seq,
+            signed_through(valid),
+            seq,
+        )
+        return resumed
 
     def _landed(self, items: list[_Pending]) -> None:
         self.written += len(items)

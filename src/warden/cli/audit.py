@@ -7,6 +7,13 @@ else ``unsealed`` (its writer is still running, or stopped without a clean shutd
 after its last signed checkpoint could have been removed undetected); unsealed streams get
 the warning line ``warden: warning: audit_unsealed: …`` and exit status 0, or with
 ``--require-sealed`` the error line ``warden: error: audit_unsealed: …`` and exit status 1.
+A stream whose writer was restarted after a crash records an ``audit.resumed`` record (what
+the restarted writer found: the last seq, the last seq a signature vouched for); each is
+listed, sealed since or not, with the warning line ``warden: warning: audit_resumed: …``
+and exit status 0, or with ``--require-no-crash`` the error line ``warden: error:
+audit_resumed: …`` and exit status 1. The two flags are separate: ``--require-sealed`` says
+every writer has stopped cleanly now, ``--require-no-crash`` that none ever stopped
+otherwise (for the window since the last prune); a full check passes both.
 ``ship`` delivers the trail to a syslog receiver (RFC 5424 over TCP or TLS) or a file and
 resumes where it stopped (see :mod:`warden.audit.ship` for the delivery guarantee); it
 follows new records until SIGTERM or SIGINT, or with ``--once`` ships what is there and
@@ -32,11 +39,12 @@ import typer
 from rich.table import Table
 
 from warden.audit import AuditEntry, AuditFilter, ExportFormat, VerifyReport
+from warden.audit.resume import Resumption
 from warden.audit.ship import DEFAULT_NAME, Shipper, ShipReport, Target, open_sink
 from warden.audit.ship import check_format as check_ship_format
 from warden.audit.ship import check_name as check_shipper_name
 from warden.cli.common import ABORTED, AsJson, confirm, console, emit_json, fail, opened, parse_moment
-from warden.errors import AuditUnsealed, DeliveryFailed, InvalidArgument, StorageCorrupt
+from warden.errors import AuditResumed, AuditUnsealed, DeliveryFailed, InvalidArgument, StorageCorrupt
 
 audit_app = typer.Typer(help="Verify, query, export, ship and prune the audit trail.", no_args_is_help=True)
 
@@ -89,16 +97,33 @@ RequireSealed = Annotated[
     ),
 ]
 
+RequireNoCrash = Annotated[
+    bool,
+    typer.Option(
+        "--require-no-crash",
+        help="Exit 1 (audit_resumed) when a stream records a restart after a crash, even one sealed since: "
+        "records between the crash's last signed checkpoint and the restart could have been removed. "
+        "Separate from --require-sealed; a full check passes both.",
+    ),
+]
+
 
 @audit_app.command("verify")
-def verify(ctx: typer.Context, require_sealed: RequireSealed = False, as_json: AsJson = False) -> None:
+def verify(
+    ctx: typer.Context,
+    require_sealed: RequireSealed = False,
+    require_no_crash: RequireNoCrash = False,
+    as_json: AsJson = False,
+) -> None:
     """Walk every stream's hash chain and signed checkpoints; report the first problem of each (exit 1).
 
     Each stream is broken (a problem: exit 1), sealed (intact up to a clean shutdown's signed
     checkpoint) or unsealed (intact, but with no clean close at its end: its replica is still
     running, or crashed, and records after its last signed checkpoint could have been removed
-    undetected): a warning, exit 0, or exit 1 with --require-sealed. --json adds per stream
-    status, sealed and signed_through, and sealed for the whole trail.
+    undetected): a warning, exit 0, or exit 1 with --require-sealed. Every restart after a
+    crash (an audit.resumed record) is listed too, sealed since or not: a warning, exit 0, or
+    exit 1 with --require-no-crash. --json adds per stream status, sealed, signed_through and
+    resumed_after_crash, and sealed and resumed_after_crash for the whole trail.
     """
     with opened(ctx) as services:
         report = services.audit.verify()
@@ -120,6 +145,18 @@ def verify(ctx: typer.Context, require_sealed: RequireSealed = False, as_json: A
         if require_sealed:
             fail(AuditUnsealed.code, message)
         typer.echo(f"warden: warning: {AuditUnsealed.code}: {message}", err=True)
+    resumed = report.resumed
+    if resumed:
+        count = sum(len(stream.resumed) for stream in resumed)
+        names = ", ".join(stream.stream for stream in resumed)
+        message = (
+            f"{len(resumed)} of {len(report.streams)} streams record {count} restarts after a writer that did not "
+            f"close ({names}): records after each crash's last signed checkpoint were never signed, and a deletion "
+            "before the restart cannot be excluded"
+        )
+        if require_no_crash:
+            fail(AuditResumed.code, message)
+        typer.echo(f"warden: warning: {AuditResumed.code}: {message}", err=True)
 
 
 def _print_report(report: VerifyReport) -> None:
@@ -139,6 +176,18 @@ def _print_report(report: VerifyReport) -> None:
         else:
             problem = stream.problem
             out.print(f"{head}: FIRST PROBLEM at seq {problem.seq}: {problem.kind}: {problem.message}", markup=False)
+        for resumption in stream.resumed:
+            out.print(f"  {_resumption_line(resumption)}", markup=False)
+
+
+def _resumption_line(resumption: Resumption) -> str:
+    after = resumption.signed_through
+    line = f"resumed after a crash at seq {resumption.seq}: the previous writer did not close"
+    line += f" (last seq found {resumption.found_last_seq}, signed through {after}); UNVOUCHED: "
+    gap = resumption.unvouched
+    if gap is not None:
+        line += f"records {gap[0]}-{gap[1]} were never signed, "
+    return line + f"and a deletion of records after seq {after} before the restart cannot be excluded"
 
 
 @audit_app.command("query")
