@@ -9,6 +9,7 @@ caller without addresses or C++ signatures.
 from __future__ import annotations
 
 import resource
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,10 @@ import pytest
 
 from tests.registry import hostile
 from warden.detection import DetectionModel
+from warden.detection import model as model_module
 from warden.detection.model import ort_message
 from warden.errors import InvalidArgument, InvalidModel, UnsupportedModel
+from warden.registry.validation import validate_model
 
 MiB = 1024**2
 
@@ -149,3 +152,31 @@ def test_load_time_limits(data: bytes, memory_limit: int | None, error: type[Exc
 )
 def test_onnx_runtime_errors_are_shown_without_addresses_signatures_or_paths(raw: str, shown: str) -> None:
     assert ort_message(RuntimeError(raw)).startswith(shown)
+
+
+def test_a_hostile_upload_is_refused_without_holding_the_arena_lock_another_tenant_needs() -> None:
+    """The 4**8 graph-attribute upload held ``_ARENA_LOCK`` through ONNX Runtime's load (86 s), and every other
+    tenant's load waited behind it; it is now refused by the walk before any session, so the lock is never taken."""
+    refused: list[InvalidModel] = []
+    done = threading.Event()
+
+    def upload() -> None:
+        try:
+            validate_model(hostile.graph_attribute_blowup(7), 1 << 30)
+        except InvalidModel as exc:
+            refused.append(exc)
+        finally:
+            done.set()
+
+    uploader = threading.Thread(target=upload)
+    held = False
+    uploader.start()
+    while not done.is_set():
+        held = held or model_module._ARENA_LOCK.locked()
+        done.wait(0.001)
+    uploader.join()
+    other = DetectionModel.load(hostile.serialise(hostile.detection_model()))
+    assert not held
+    assert refused
+    assert "type GRAPH" in refused[0].message
+    assert len(other.detect_rgb([np.zeros((64, 64, 3), dtype=np.uint8)])[0].to_dicts()) == 1

@@ -455,3 +455,106 @@ def impossible_reshape() -> bytes:
         helper.make_node("Reshape", ["rows", "hw"], ["odd"]),
     ]
     return serialise(detection_model(rows="odd", nodes=nodes, initializers=inits, input_shape=(1, 3, "h", "w")))
+
+
+def shadowed_contrib(domain: str = "com.microsoft", op_type: str = "Gelu") -> bytes:
+    """A local function named like an operator ONNX Runtime registers (body: an Identity); the kernel would run."""
+    body = [helper.make_node("Identity", ["X"], ["Y"])]
+    function = helper.make_function(domain, op_type, ["X"], ["Y"], body, [helper.make_opsetid("", OPSET)])
+    node = helper.make_node(op_type, ["rows"], ["shadowed"], domain=domain)
+    opsets = [] if domain in ("", "ai.onnx") else [helper.make_opsetid(domain, 1)]
+    return serialise(detection_model(rows="shadowed", nodes=[node], functions=[function], opsets=opsets))
+
+
+def _referring(name: str, attribute: str, kind: int) -> AttributeProto:
+    return AttributeProto(name=name, ref_attr_name=attribute, type=kind)  # type: ignore[arg-type]
+
+
+def graph_attribute_blowup(levels: int = 8) -> bytes:
+    """``F(x; g)`` uses ``@g`` as both branches of two ``If`` nodes; the model nests ``F(g=graph calling F(...))``
+    ``levels`` deep, so ONNX Runtime copies 4**levels graphs from about 2 KB (8 levels held a load 86 s)."""
+    cond = helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(True)))
+    nodes = [cond]
+    for i in range(2):
+        branch = helper.make_node("If", ["c"], [f"y{i}"])
+        branch.attribute.extend(
+            [_referring("then_branch", "g", AttributeProto.GRAPH), _referring("else_branch", "g", AttributeProto.GRAPH)]
+        )
+        nodes.append(branch)
+    nodes += [helper.make_node("Add", ["y0", "y1"], ["s"]), helper.make_node("Add", ["s", "x"], ["y"])]
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid(LOCAL, 1)]
+    function = helper.make_function(LOCAL, "F", ["x"], ["y"], nodes, opsets, attributes=["g"])
+
+    def graph(level: int) -> onnx.GraphProto:
+        one = helper.make_node("Constant", [], [f"k{level}"], value=numpy_helper.from_array(np.array(1.0, np.float32)))
+        out = helper.make_tensor_value_info(f"o{level}", TensorProto.FLOAT, [])
+        if level == 0:
+            return helper.make_graph([one, helper.make_node("Identity", ["k0"], ["o0"])], "g0", [], [out])
+        call = helper.make_node("F", [f"k{level}"], [f"o{level}"], domain=LOCAL, g=graph(level - 1))
+        return helper.make_graph([one, call], f"g{level}", [], [out])
+
+    top = [
+        helper.make_node("Constant", [], ["one"], value=numpy_helper.from_array(np.array(1.0, np.float32))),
+        helper.make_node("F", ["one"], ["fo"], domain=LOCAL, g=graph(levels - 1)),
+        helper.make_node("Mul", ["fo", "zero"], ["fz"]),
+        helper.make_node("Add", ["rows", "fz"], ["blown"]),
+    ]
+    model = detection_model(rows="blown", nodes=top, functions=[function], opsets=[helper.make_opsetid(LOCAL, 1)])
+    return serialise(model)
+
+
+def copied_function_bodies(levels: int = 8, constant_bytes: int = 512 * 1024) -> bytes:
+    """``F0`` holds a Constant of ``constant_bytes``; ``F{k}`` calls ``F{k-1}`` four times: few nodes once inlined
+    (4**levels), but every copy of ``F0`` carries the constant (8 levels: 32 GiB from 512 KiB)."""
+    value = numpy_helper.from_array(np.zeros(constant_bytes // 4, dtype=np.float32))
+    body = [helper.make_node("Constant", [], ["c"], value=value), helper.make_node("Identity", ["x"], ["y"])]
+    functions = [_function("F0", body)]
+    for k in range(1, levels):
+        below = f"F{k - 1}"
+        calls = [_call(below, "x", "a"), _call(below, "a", "b"), _call(below, "b", "d"), _call(below, "d", "y")]
+        functions.append(_function(f"F{k}", calls))
+    model = detection_model(
+        rows="copied",
+        nodes=[_call(f"F{levels - 1}", "rows", "copied")],
+        functions=functions,
+        opsets=[helper.make_opsetid(LOCAL, 1)],
+    )
+    return serialise(model)
+
+
+def overpromising_tensor(kind: str = "string", elements: int = 2**26) -> bytes:
+    """A tensor whose dims declare ``elements`` but that carries one element (ONNX Runtime built them all: a
+    667-byte STRING initializer took 4.2 GiB at upload). ``kind``: ``string``/``float`` initializer,
+    ``constant`` (a STRING Constant attribute), ``default`` (a function's default attribute)."""
+    tensor = TensorProto(name="huge", data_type=TensorProto.FLOAT if kind == "float" else TensorProto.STRING)
+    tensor.dims.append(elements)
+    if kind == "float":
+        tensor.raw_data = b"\0\0\0\0"
+    else:
+        tensor.string_data.append(b"a")
+    if kind == "default":
+        default = helper.make_attribute("value", tensor)
+        body = [helper.make_node("Identity", ["x"], ["y"])]
+        function = _function("WithDefault", body)
+        function.attribute_proto.append(default)
+        model = detection_model(
+            rows="passed",
+            nodes=[_call("WithDefault", "rows", "passed")],
+            functions=[function],
+            opsets=[helper.make_opsetid(LOCAL, 1)],
+        )
+        return serialise(model)
+    if kind == "constant":
+        nodes = [helper.make_node("Constant", [], ["huge"], value=tensor), helper.make_node("Size", ["huge"], ["n"])]
+        return serialise(detection_model(nodes=nodes))
+    return serialise(detection_model(nodes=[helper.make_node("Size", ["huge"], ["n"])], initializers=[tensor]))
+
+
+def empty_dimensions(count: int = 6_000_000) -> bytes:
+    """A value_info whose shape holds ``count`` empty Dimension messages, two bytes each on the wire (12 MB for six
+    million: protobuf spent 2.1 GiB building them and the walk 55 s)."""
+    dims = b"\x0a\x00" * count
+    shape = _field(2, dims)
+    value_type = _field(1, b"\x08\x01" + shape)
+    value_info = _field(1, b"x") + _field(2, value_type)
+    return serialise(detection_model()) + _field(7, _field(13, value_info))

@@ -84,7 +84,7 @@ CORPUS: dict[str, Hostile] = {
     "input of 8192 x 8192 with a batch of 64": Hostile(
         lambda: hostile.huge_input((64, 3, 8192, 8192)), UnsupportedModel, "more than the memory limit"
     ),
-    "subgraphs 1000 deep": Hostile(hostile.deep_subgraphs, InvalidModel, "not an ONNX model"),
+    "subgraphs 1000 deep": Hostile(hostile.deep_subgraphs, InvalidModel, "nests messages deeper than 100"),
     "metadata value of 2 MB": Hostile(hostile.big_metadata, InvalidModel, "metadata 'blob0' is too long"),
     "5000 metadata entries": Hostile(lambda: hostile.big_metadata(10, 5000), InvalidModel, "5004 metadata entries"),
     "4.5 MB of metadata": Hostile(
@@ -110,6 +110,36 @@ CORPUS: dict[str, Hostile] = {
     ),
     "64 GiB Tile of the input": Hostile(lambda: hostile.memory_bomb("tile"), InvalidModel, "Tile output tensor"),
     "8 GiB sparse initializer": Hostile(hostile.sparse_bomb, InvalidModel, "sparse tensors take more than"),
+    "function shadowing the contrib com.microsoft.Gelu": Hostile(
+        hostile.shadowed_contrib, InvalidModel, "in domain 'com.microsoft', which ONNX or ONNX Runtime defines"
+    ),
+    "function shadowing the ONNX Relu": Hostile(
+        lambda: hostile.shadowed_contrib("", "Relu"), InvalidModel, "local function Relu is in domain ''"
+    ),
+    "function in a domain below com.microsoft": Hostile(
+        lambda: hostile.shadowed_contrib("com.microsoft.future", "Anything"), InvalidModel, "give local functions"
+    ),
+    "graph attribute referenced in a function, nested 8 deep": Hostile(
+        hostile.graph_attribute_blowup, InvalidModel, "refers to a function attribute of type GRAPH"
+    ),
+    "function bodies copying 512 KiB 4**7 times": Hostile(
+        hostile.copied_function_bodies, InvalidModel, "copies more than 67108864 bytes once inlined"
+    ),
+    "STRING initializer declaring 2**26 strings, carrying one": Hostile(
+        hostile.overpromising_tensor, InvalidModel, "graph.initializer[3] declares 67108864 strings"
+    ),
+    "STRING Constant declaring 2**26 strings": Hostile(
+        lambda: hostile.overpromising_tensor("constant"), InvalidModel, "attribute[0].t declares 67108864 strings"
+    ),
+    "function default declaring 2**26 strings": Hostile(
+        lambda: hostile.overpromising_tensor("default"), InvalidModel, "attribute_proto[0].t declares 67108864"
+    ),
+    "float initializer declaring 256 MiB, carrying 4 bytes": Hostile(
+        lambda: hostile.overpromising_tensor("float"), InvalidModel, "(268435456 bytes) but carries 4"
+    ),
+    "six million empty Dimension messages": Hostile(
+        hostile.empty_dimensions, InvalidModel, "more than 1000000 protobuf messages"
+    ),
     "Reshape that fails at run time": Hostile(
         hostile.impossible_reshape, InvalidModel, "ONNX Runtime failed running the model"
     ),

@@ -1,8 +1,10 @@
 """Upload validation: only a self-contained ONNX detection model that ONNX Runtime can run gets in.
 
-Checks, cheapest first: size; a parseable ONNX protobuf; a structural walk of every
-message (``onnx_walk``: no external data anywhere, no unknown message types or
-fields, bounded nesting and size, no custom operators or recursive functions);
+Checks, cheapest first: size; a count of the protobuf messages in the raw bytes (before
+protobuf builds them); a parseable ONNX protobuf; a structural walk of every message
+(``onnx_walk``: no external data anywhere, no unknown message types or fields, bounded
+nesting and size, dense tensors whose data matches their dims, no custom operators,
+shadowed contrib operators or recursive functions);
 bounded metadata; loadable by ONNX Runtime under the session memory limit; an
 input, batch and class count within bounds; an output layout that
 ``warden.detection`` recognises; one inference on a blank image. Every refusal is
@@ -21,7 +23,7 @@ from warden.detection import DetectionModel, ModelInfo
 from warden.detection.metadata import check_metadata_size
 from warden.detection.model import DEFAULT_MEMORY_LIMIT
 from warden.errors import InvalidModel, PayloadTooLarge, WardenError
-from warden.registry.onnx_walk import WalkLimits, check_structure
+from warden.registry.onnx_walk import WalkLimits, check_structure, check_wire
 
 
 def validate_model(data: bytes, max_bytes: int, memory_limit: int = DEFAULT_MEMORY_LIMIT) -> ModelInfo:
@@ -34,13 +36,15 @@ def validate_model(data: bytes, max_bytes: int, memory_limit: int = DEFAULT_MEMO
         raise InvalidModel("the upload is empty")
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"the model has {len(data)} bytes; the limit is {max_bytes}")
+    limits = WalkLimits(max_sparse_bytes=memory_limit)
+    check_wire(data, limits)
     try:
         proto = onnx.load_from_string(data)
     except (DecodeError, ValueError, RuntimeError, RecursionError) as exc:
         raise InvalidModel(f"not an ONNX model: {exc or type(exc).__name__}") from None
     if not proto.graph.node and not proto.graph.output:
         raise InvalidModel("not an ONNX model: the graph is empty")
-    check_structure(proto, WalkLimits(max_sparse_bytes=memory_limit))
+    check_structure(proto, limits)
     check_metadata_size({entry.key: entry.value for entry in proto.metadata_props})
     model = DetectionModel.load(data, memory_limit=memory_limit)
     height, width = model.info.input_hw
