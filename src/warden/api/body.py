@@ -16,6 +16,7 @@ from typing import Final, TypeVar
 from fastapi import Request
 from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 
 from warden.errors import ClientDisconnected, InvalidArgument, PayloadTooLarge, UnsupportedMediaType
 
@@ -24,6 +25,10 @@ TIMEOUT_HEADER: Final = "x-request-timeout-ms"
 
 MULTIPART_OVERHEAD: Final = 64 * 1024
 """Room for multipart boundaries and part headers beyond the image limit."""
+MAX_PARTS: Final = 16
+"""The most parts a multipart body may have (a detect request needs one)."""
+MAX_PART_HEADER_BYTES: Final = 8 * 1024
+"""The most header bytes (names and values) one multipart part may have."""
 MAX_BOUNDARY: Final = 70
 """The longest multipart boundary RFC 2046 allows."""
 _BOUNDARY: Final = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]")
@@ -51,7 +56,8 @@ async def read_image(request: Request, max_bytes: int) -> bytes:
     if kind == "multipart/form-data":
         boundary = check_boundary(options.get(b"boundary"))
         body = await read_body(request, max_bytes + MULTIPART_OVERHEAD)
-        image = multipart_field(body, boundary, "image")
+        image = await run_in_threadpool(multipart_field, body, boundary, "image")
+        del body
         if len(image) > max_bytes:
             raise PayloadTooLarge(f"the image has {len(image)} bytes; the limit is {max_bytes}")
         return image
@@ -77,21 +83,32 @@ def check_boundary(boundary: bytes | None) -> bytes:
 
 
 def multipart_field(body: bytes, boundary: bytes, field: str) -> bytes:
-    """The content of the first multipart part named ``field``, parsed in memory."""
-    parts: list[tuple[bytes, bytearray]] = []
+    """The content of the one multipart part named ``field``, parsed in memory; other parts' bytes are dropped.
+
+    At most ``MAX_PARTS`` parts of at most ``MAX_PART_HEADER_BYTES`` of headers each: a body of
+    400,000 empty parts held every one of them and kept the event loop for a second.
+    """
+    found: bytearray | None = None
+    parts = 0
+    header_bytes = 0
     header_field = bytearray()
     header_value = bytearray()
     disposition = b""
+    keeping = False
 
     def on_part_begin() -> None:
-        nonlocal disposition
-        disposition = b""
+        nonlocal disposition, header_bytes, keeping, parts
+        parts += 1
+        if parts > MAX_PARTS:
+            raise InvalidArgument(f"the multipart body has more than {MAX_PARTS} parts")
+        disposition, header_bytes, keeping = b"", 0, False
 
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header_field.extend(data[start:end])
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header_value.extend(data[start:end])
+    def on_header_bytes(data: bytes, start: int, end: int, into: bytearray) -> None:
+        nonlocal header_bytes
+        header_bytes += end - start
+        if header_bytes > MAX_PART_HEADER_BYTES:
+            raise InvalidArgument(f"a multipart part has more than {MAX_PART_HEADER_BYTES} bytes of headers")
+        into.extend(data[start:end])
 
     def on_header_end() -> None:
         nonlocal disposition
@@ -101,16 +118,21 @@ def multipart_field(body: bytes, boundary: bytes, field: str) -> bytes:
         header_value.clear()
 
     def on_headers_finished() -> None:
+        nonlocal found, keeping
         _, params = parse_options_header(disposition)
-        parts.append((params.get(b"name", b""), bytearray()))
+        if params.get(b"name", b"").decode("latin-1") == field:
+            if found is not None:
+                raise InvalidArgument(f"the multipart body has more than one field named {field!r}")
+            found, keeping = bytearray(), True
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        parts[-1][1].extend(data[start:end])
+        if keeping and found is not None:
+            found.extend(data[start:end])
 
     callbacks = {
         "on_part_begin": on_part_begin,
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
+        "on_header_field": lambda data, start, end: on_header_bytes(data, start, end, header_field),
+        "on_header_value": lambda data, start, end: on_header_bytes(data, start, end, header_value),
         "on_header_end": on_header_end,
         "on_headers_finished": on_headers_finished,
         "on_part_data": on_part_data,
@@ -123,10 +145,9 @@ def multipart_field(body: bytes, boundary: bytes, field: str) -> bytes:
         raise InvalidArgument(
             "malformed multipart body: its parts do not follow the boundary its Content-Type names"
         ) from None
-    for name, content in parts:
-        if name.decode("latin-1") == field:
-            return bytes(content)
-    raise InvalidArgument(f"the multipart body has no field named {field!r}")
+    if found is None:
+        raise InvalidArgument(f"the multipart body has no field named {field!r}")
+    return bytes(found)
 
 
 def request_deadline(request: Request, timeout_ms: object = None) -> float:

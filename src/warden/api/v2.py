@@ -233,7 +233,7 @@ async def _infer(request: Request, caller: Principal, resolved: ResolvedModel) -
     settings: Settings = request.app.state.services.settings
     most = settings.max_images_per_request
     body = await read_body(request, infer_cap(most, engine.image_limits(caller).max_bytes))
-    parsed, tensors = parse_request(body, request.headers.get(HEADER_LENGTH))
+    parsed, tensors = await run_in_threadpool(parse_request, body, request.headers.get(HEADER_LENGTH))
     del body  # the tensors hold what is needed of it
     parameters = parsed.parameters or {}
     deadline = request_deadline(request, parameters.get("timeout_ms"))
