@@ -1,4 +1,4 @@
-"""Shared by the job tests: the services over a fresh data directory, and a race of threads."""
+"""Shared by the job tests: the services over a fresh data directory, an empty output directory, a race of threads."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ def services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Servic
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture
+def output_dir(tmp_path: Path) -> Path:
+    """An empty directory for a job's output."""
+    path = tmp_path / "output"
+    path.mkdir()
+    return path
 
 
 def race(callers: int, call: Callable[[], object], won: str) -> list[str]:

@@ -29,13 +29,6 @@ def sandbox() -> BwrapSandbox:
     return candidate
 
 
-@pytest.fixture
-def output_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "output"
-    path.mkdir()
-    return path
-
-
 def run(sandbox: BwrapSandbox, output_dir: Path, code: str, **options: object) -> tuple[SandboxResult, bytes, bytes]:
     out: list[bytes] = []
     err: list[bytes] = []

@@ -75,13 +75,6 @@ def sandbox() -> BwrapSandbox:
 
 
 @pytest.fixture
-def output_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "output"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"
     path.mkdir()
