@@ -376,6 +376,7 @@ HTTP_CASES: list[Any] = [
     pytest.param({"tenant": ["acme"]}, id="tenant a list"),
     pytest.param({"scope": {"admin": 1}}, id="scope an object"),
     pytest.param({"exp": At(30 * 86_400)}, id="lives a month"),
+    pytest.param({"sub": LONG, "pad": "x" * 2500}, id="over 4 KiB, under the token limit"),
 ]
 
 

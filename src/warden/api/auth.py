@@ -16,8 +16,8 @@ from warden.api.audit import facts
 from warden.errors import CsrfFailed, Forbidden, Unauthenticated
 from warden.services import Services
 from warden.tenancy import Principal, Scope
+from warden.tenancy.jwt_auth import MAX_TOKEN_BYTES
 
-_MAX_CREDENTIAL = 4096
 SESSION_COOKIE = "warden_session"
 """The web console's session cookie (``HttpOnly``, ``SameSite=Strict``); an API key never goes in a cookie."""
 CSRF_HEADER = "X-CSRF-Token"
@@ -36,8 +36,8 @@ def credential(request: Request) -> str:
         value = request.headers.get("x-api-key", "").strip()
         if not value:
             raise Unauthenticated("a credential is required: 'Authorization: Bearer <key>' or 'X-API-Key: <key>'")
-    if len(value) > _MAX_CREDENTIAL:
-        raise Unauthenticated("invalid API key")
+    if len(value) > MAX_TOKEN_BYTES:  # the longest a JWT may be; API keys are far shorter
+        raise Unauthenticated(f"the credential is longer than {MAX_TOKEN_BYTES} characters")
     return value
 
 
