@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import subprocess
 import sys
 import textwrap
@@ -323,6 +324,18 @@ def mutated_images(draw: st.DrawFn) -> bytes:
         else:
             del data[at:]
     return bytes(data)
+
+
+@pytest.mark.filterwarnings("ignore")  # Pillow warns about a next frame it cannot read.
+def test_when_a_tiff_names_a_next_frame_past_its_end_then_it_is_corrupt() -> None:
+    """Found by the fuzz below: Pillow's frame count raised TypeError ("Missing dimensions") past the decoder's net."""
+    data = bytearray(encode(Image.fromarray(gradient(24, 32)), "TIFF", compression="tiff_lzw"))
+    (first,) = struct.unpack_from("<I", data, 4)
+    (entries,) = struct.unpack_from("<H", data, first)
+    struct.pack_into("<I", data, first + 2 + 12 * entries, 0xFFFFFFFF)
+    with pytest.raises(InvalidImage) as refused:
+        decode_image(bytes(data), FUZZ_LIMITS)
+    assert refused.value.reason is ImageErrorReason.CORRUPT
 
 
 @pytest.mark.filterwarnings("ignore")  # Pillow warns about odd EXIF and such; warnings are not errors in use.

@@ -110,8 +110,8 @@ def decode_image(data: bytes | bytearray | memoryview, limits: ImageLimits = DEF
     except Exception as exc:  # Pillow's plugins raise many types on hostile headers.
         raise _decode_failure(fmt, exc) from None
     with image:
-        _check_header(image, fmt, limits)
         try:
+            _check_header(image, fmt, limits)  # counting frames reads further headers
             image.load()
             rgb = _to_rgb_array(image)
             orientation = _orientation(image)
