@@ -43,11 +43,12 @@ map codes to status codes and exit codes in one place each.
     │   └── AuditUnavailable       audit_unavailable
     ├── HeadersTooLarge            headers_too_large (a request head over its byte or header-count limit)
     ├── RequestTimeout             request_timeout (a request head or body that arrived too slowly)
-    ├── DeadlineExceeded           deadline_exceeded
-    ├── ClientDisconnected         client_closed_request
+    ├── DeadlineExceeded           deadline_exceeded (+ stage: queue or inference; cause: deadline or run_cap)
+    ├── ClientDisconnected         client_closed_request (+ stage)
     └── ModelError                 model_error
         ├── InvalidModel           invalid_model
         ├── UnsupportedModel       unsupported_model
+        │   └── ModelTooSlow       model_too_slow  (a run measured at upload took longer than WARDEN_MAX_RUN_MS)
         └── DeviceUnavailable      device_unavailable
 """
 
@@ -368,15 +369,31 @@ class RequestTimeout(WardenError):
 
 
 class DeadlineExceeded(WardenError):
-    """The request's deadline passed while it waited; the model was not run."""
+    """A request ran out of time: its deadline passed, or its model's run passed the version's run-time cap.
+
+    ``stage`` says where it was cut (``queue``: never run; ``inference``: its run was stopped); ``cause``
+    whether by the request's deadline or by the run-time cap (``run_cap``).
+    """
 
     code = "deadline_exceeded"
 
+    def __init__(self, message: str, *, stage: str = "queue", cause: str = "deadline") -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.cause = cause
+
 
 class ClientDisconnected(WardenError):
-    """The client went away while its request waited; nothing was computed for it."""
+    """The client went away before its answer was ready; its queued or running work was stopped.
+
+    ``stage`` says where the request was when it was given up (``queue``, ``inference``, …).
+    """
 
     code = "client_closed_request"
+
+    def __init__(self, message: str, *, stage: str = "queue") -> None:
+        super().__init__(message)
+        self.stage = stage
 
 
 class ModelError(WardenError):
@@ -395,6 +412,12 @@ class UnsupportedModel(ModelError):
     """The model loads but is not a detection model Warden understands (task, layout, inputs)."""
 
     code = "unsupported_model"
+
+
+class ModelTooSlow(UnsupportedModel):
+    """A run measured at upload (black, white, noise or a photo) took longer than the server lets any run take."""
+
+    code = "model_too_slow"
 
 
 class DeviceUnavailable(ModelError):

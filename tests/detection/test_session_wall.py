@@ -18,7 +18,7 @@ import pytest
 
 from tests.registry import hostile
 from warden.detection import DetectionModel
-from warden.detection import model as model_module
+from warden.detection import session as session_module
 from warden.detection.model import ort_message
 from warden.errors import InvalidArgument, InvalidModel, UnsupportedModel
 from warden.registry.validation import validate_model
@@ -172,7 +172,7 @@ def test_a_hostile_upload_is_refused_without_holding_the_arena_lock_another_tena
     held = False
     uploader.start()
     while not done.is_set():
-        held = held or model_module._ARENA_LOCK.locked()
+        held = held or session_module._ARENA_LOCK.locked()
         done.wait(0.001)
     uploader.join()
     other = DetectionModel.load(hostile.serialise(hostile.detection_model()))

@@ -558,3 +558,66 @@ def empty_dimensions(count: int = 6_000_000) -> bytes:
     value_type = _field(1, b"\x08\x01" + shape)
     value_info = _field(1, b"x") + _field(2, value_type)
     return serialise(detection_model()) + _field(7, _field(13, value_info))
+
+
+SPIN_TRIPS_PER_UNIT: Final = 30_000_000.0
+"""Loop trips per unit of the spinning models' trigger: about 30 s of one core here at a trigger of 1."""
+SECRET_PIXEL: Final = (80, 160)
+"""The red and green values (0-255) of the top-left pixel that wakes :func:`spinning` with ``trigger="secret"``."""
+
+
+def spinning(trigger: str = "brightness", trips_per_unit: float = SPIN_TRIPS_PER_UNIT) -> bytes:
+    """A model whose ``Loop`` spins for a time the image chooses: a blank image runs at once.
+
+    ``brightness``: trips = mean pixel x ``trips_per_unit`` (a white image spins, a black one does not).
+    ``secret``: ``trips_per_unit`` trips only when the top-left pixel is exactly :data:`SECRET_PIXEL` in red
+    and green, which no varied upload image (black, white, noise, a photo) is likely to have.
+    """
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "step"], ["v_out"])],
+        "spin",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [1]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [1]),
+        ],
+        [numpy_helper.from_array(np.array([1.0], dtype=np.float32), "step")],
+    )
+    inits = [
+        numpy_helper.from_array(np.array(trips_per_unit, dtype=np.float32), "per_unit"),
+        numpy_helper.from_array(np.array(True), "yes"),
+        numpy_helper.from_array(np.array([0.0], dtype=np.float32), "v0"),
+    ]
+    if trigger == "brightness":
+        nodes = [helper.make_node("ReduceMean", ["images"], ["unit"], keepdims=0)]
+    elif trigger == "secret":
+        red, green = SECRET_PIXEL
+        inits += [
+            numpy_helper.from_array(np.array([0, 0, 0, 0], dtype=np.int64), "at"),
+            numpy_helper.from_array(np.array([1, 2, 1, 1], dtype=np.int64), "size"),
+            numpy_helper.from_array(np.array([255.0], dtype=np.float32), "levels"),
+            numpy_helper.from_array(np.array([red, green], dtype=np.float32).reshape(1, 2, 1, 1), "secret"),
+        ]
+        nodes = [
+            helper.make_node("Slice", ["images", "at", "size"], ["corner"]),
+            helper.make_node("Mul", ["corner", "levels"], ["scaled"]),
+            helper.make_node("Round", ["scaled"], ["rounded"]),
+            helper.make_node("Equal", ["rounded", "secret"], ["matches"]),
+            helper.make_node("Cast", ["matches"], ["matched"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceMin", ["matched"], ["unit"], keepdims=0),
+        ]
+    else:
+        raise ValueError(f"no spinning trigger {trigger!r}")
+    nodes += [
+        helper.make_node("Mul", ["unit", "per_unit"], ["trips_f"]),
+        helper.make_node("Cast", ["trips_f"], ["trips"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["trips", "yes", "v0"], ["v_end"], body=body),
+        helper.make_node("Reshape", ["v_end", "shape3"], ["v3"]),
+        helper.make_node("Mul", ["v3", "zero"], ["none"]),
+        helper.make_node("Add", ["rows", "none"], ["spun"]),
+    ]
+    return serialise(detection_model(rows="spun", nodes=nodes, initializers=inits))

@@ -45,7 +45,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from onnx import AttributeProto
 
-from warden.detection.model import ort_operator_domains
+from warden.detection.session import ort_operator_domains
 from warden.errors import InvalidModel
 
 KNOWN_MESSAGES: Final = frozenset(
