@@ -32,6 +32,10 @@ def test_when_variables_and_overrides_are_given_then_overrides_win(monkeypatch: 
         ("WARDEN_PORT", "70000", "port"),
         ("WARDEN_MAX_IMAGE_BYTES", "0", "max_image_bytes"),
         ("WARDEN_HEADROOM", "-1", "headroom"),
+        ("WARDEN_HEADROOM", "auto", "headroom"),
+        ("WARDEN_MAX_RUN_MS", "0", "max_run_ms"),
+        ("WARDEN_MAX_RUN_MS", "2.5", "max_run_ms"),
+        ("WARDEN_MAX_RUN_MS", "soon", "max_run_ms"),
         ("WARDEN_CACHE_SECONDS", "-0.5", "cache_seconds"),
         ("WARDEN_CACHE_SECONDS", "nan", "cache_seconds"),
         ("WARDEN_JOB_IMAGE_ALLOWLIST", "registry.example/team/*", "job_image_allowlist"),
@@ -61,6 +65,26 @@ def test_headroom_must_leave_a_shared_worker(monkeypatch: pytest.MonkeyPatch, wo
     monkeypatch.setenv("WARDEN_HEADROOM", str(headroom))
     with pytest.raises(InvalidArgument, match=r"headroom \(\d+\) must be below workers"):
         load_settings()
+
+
+@pytest.mark.parametrize(("workers", "value", "headroom"), [(1, None, None), (4, None, None), (2, "0", 0), (4, "3", 3)])
+def test_headroom_is_automatic_unless_given(
+    monkeypatch: pytest.MonkeyPatch, workers: int, value: str | None, headroom: int | None
+) -> None:
+    """Unset, headroom is ``None``: the scheduler then keeps one worker free when there are two or more."""
+    monkeypatch.setenv("WARDEN_WORKERS", str(workers))
+    if value is not None:
+        monkeypatch.setenv("WARDEN_HEADROOM", value)
+    assert load_settings().headroom == headroom
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 10_000), ("1", 1), ("250", 250), ("60000", 60_000)])
+def test_the_longest_run_is_ten_seconds_unless_given(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, expected: int
+) -> None:
+    if value is not None:
+        monkeypatch.setenv("WARDEN_MAX_RUN_MS", value)
+    assert load_settings().max_run_ms == expected
 
 
 def test_the_job_image_allow_list_is_a_json_list_of_repositories_or_pinned_images(

@@ -83,6 +83,8 @@ def _wire(settings: Settings, db: Database) -> Services:
             cache_seconds=settings.cache_seconds,
             share_across_tenants=settings.share_models == "across-tenants",
             session_memory_limit=settings.session_memory_limit,
+            max_run_ms=settings.max_run_ms,
+            threads=settings.threads,
         ),
         authenticator=Authenticator(
             tenants, verifier, None if settings.serve_tenants is None else frozenset(settings.serve_tenants)

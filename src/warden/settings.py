@@ -98,11 +98,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Inference workers of the fair scheduler (default: one per CPU core).",
     )
-    headroom: int = Field(
-        default=0,
+    headroom: int | None = Field(
+        default=None,
         ge=0,
         description="Workers kept free for other tenants while more than one tenant is active, so a flood "
-        "from one cannot make another wait for a running job (must be below WARDEN_WORKERS; 0: off).",
+        "from one cannot make another wait for a running job (must be below WARDEN_WORKERS; 0: off). "
+        "Default: automatic, one worker kept free when there are two or more.",
     )
     cache_seconds: float = Field(
         default=1.0,
@@ -133,6 +134,13 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=32 * 1024 * 1024, ge=1, description="Largest request image, in bytes.")
     max_image_pixels: int = Field(default=40_000_000, ge=1, description="Largest image, in width × height pixels.")
     max_model_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="Largest uploaded model, in bytes.")
+    max_run_ms: int = Field(
+        default=10_000,
+        ge=1,
+        description="The longest one model run may take, per image, in milliseconds: a model measured slower at "
+        "upload (on a black, a white, a noise image or a photo) is refused with model_too_slow, and every "
+        "version's run-time cap is at most this.",
+    )
     max_json_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,
@@ -319,7 +327,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _headroom_leaves_a_worker(self) -> Settings:
-        if self.headroom >= self.workers:
+        if self.headroom is not None and self.headroom >= self.workers:
             raise ValueError(f"headroom ({self.headroom}) must be below workers ({self.workers})")
         return self
 

@@ -143,6 +143,9 @@ CORPUS: dict[str, Hostile] = {
     "Reshape that fails at run time": Hostile(
         hostile.impossible_reshape, InvalidModel, "ONNX Runtime failed running the model"
     ),
+    "64 GiB on a white image, nothing on a blank one": Hostile(
+        hostile.brightness_bomb, InvalidModel, "asked for more memory than the session's limit"
+    ),
 }
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{4,}|object at|<[\w.]+ object|Traceback|\.cc:\d+|onnxruntime::")
@@ -245,7 +248,7 @@ def test_when_the_corpus_is_uploaded_over_http_then_each_is_a_4xx_and_the_other_
 def test_a_model_whose_allocation_follows_the_pixels_passes_upload_and_fails_closed_when_served(
     services: Services,
 ) -> None:
-    """Validation sees a blank image; a white one asks for 1 GiB, over the engine's 128 MiB session limit."""
+    """Upload's white image asks for 1 GiB, within the 4 GiB default; served under 128 MiB the white one fails."""
     services.tenants.create_tenant("a")
     pushed = services.registry.push(services.tenants.tenant_id("a"), "bright", hostile.brightness_bomb(gib_at_white=1))
     options = EngineOptions(workers=1, session_memory_limit=128 * 1024**2)
@@ -279,11 +282,21 @@ def test_upload_validation_runs_under_the_configured_session_memory_limit(
 
 
 def test_the_served_app_runs_sessions_under_the_configured_memory_limit(tmp_path: Path) -> None:
-    """WARDEN_SESSION_MEMORY_LIMIT reaches the app's engine: a white image asking for 1 GiB is a 400 there."""
+    """WARDEN_SESSION_MEMORY_LIMIT reaches the app's engine: a white image asking for 1 GiB is a 400 there.
+
+    The model is pushed under a 2 GiB limit (under 128 MiB upload's own white image refuses it), then served
+    by a server started with 128 MiB.
+    """
+    pushed = open_services(Settings(data_dir=tmp_path / "data", session_memory_limit=2 * 1024**3))
+    try:
+        pushed.tenants.create_tenant("a")
+        pushed.registry.push(pushed.tenants.tenant_id("a"), "bright", hostile.brightness_bomb(gib_at_white=1))
+    finally:
+        pushed.close()
     services = open_services(Settings(data_dir=tmp_path / "data", session_memory_limit=128 * 1024**2))
     try:
-        services.tenants.create_tenant("a")
-        services.registry.push(services.tenants.tenant_id("a"), "bright", hostile.brightness_bomb(gib_at_white=1))
+        with pytest.raises(InvalidModel, match="more memory than the session's limit"):
+            services.registry.push(services.tenants.tenant_id("a"), "again", hostile.brightness_bomb(gib_at_white=1))
         key = services.tenants.create_key("a", Scope.DETECT).key
         with TestClient(create_app(services)) as client:
 

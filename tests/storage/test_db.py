@@ -8,12 +8,18 @@ import time
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from tests.backends import BACKENDS, database_url
+from tests.detection.graphs import Box, anchor_free_rows, yolo_graph
+from warden.services import open_services
+from warden.settings import Settings
 from warden.storage import Base, Database
+from warden.storage.db import MIGRATIONS
 
 TABLES = {
     "tenants",
@@ -43,7 +49,7 @@ def test_when_migrations_run_twice_then_the_schema_is_complete_and_unchanged(bac
             db.migrate()
             assert set(inspect(db.engine).get_table_names()) >= TABLES
             with db.engine.connect() as connection:
-                assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0009"
+                assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0010"
                 # The migrations build exactly the schema the table classes declare.
                 assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         finally:
@@ -94,3 +100,43 @@ def test_when_replicas_migrate_at_the_same_moment_then_each_succeeds_and_the_sch
                 assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         finally:
             db.close()
+
+
+def _migrate_to(db: Database, revision: str, *, down: bool = False) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_when_a_database_at_0009_is_upgraded_then_its_versions_are_kept_unmeasured(
+    backend: str, tmp_path: Path
+) -> None:
+    """0010 adds ``measured_run_ms`` and ``run_cap_ms`` as nulls: an old version serves under WARDEN_MAX_RUN_MS."""
+    tiny = yolo_graph(anchor_free_rows([Box(32, 32, 20, 10, 1, 0.9)], 3, 84))
+    with database_url(backend, tmp_path) as url:
+        settings = Settings(data_dir=tmp_path / "data", database_url=url, max_run_ms=7000)
+        services = open_services(settings)
+        try:
+            services.tenants.create_tenant("acme")
+            pushed = services.registry.push(services.tenants.tenant_id("acme"), "pets", tiny, alias="stable")
+            _migrate_to(services.db, "0009", down=True)  # the schema and rows of a server before run caps
+            columns = {c["name"] for c in inspect(services.db.engine).get_columns("model_versions")}
+            assert not {"measured_run_ms", "run_cap_ms"} & columns
+        finally:
+            services.close()
+        services = open_services(settings)  # migrates to head
+        try:
+            tenant = services.tenants.tenant_id("acme")
+            [version] = services.registry.get_model(tenant, "pets").versions
+            assert (version.sha256, version.measured_run_ms, version.run_cap_ms) == (pushed.sha256, None, None)
+            assert (version.effective_run_cap_ms, version.run_cap_source) == (7000.0, "max")
+            resolved = services.registry.resolve(tenant, "pets")
+            assert (resolved.version, resolved.run_cap_ms) == (1, 7000.0)
+            assert list(services.registry.get_model(tenant, "pets").aliases) == ["stable"]
+            services.registry.set_run_cap(tenant, "pets", 1, 120.0)
+            assert services.registry.resolve(tenant, "pets", 1).run_cap_ms == 120.0
+        finally:
+            services.close()

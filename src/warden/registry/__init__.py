@@ -1,27 +1,26 @@
-"""Model registry: upload validation, content-addressed blobs, versions, aliases and the canary split."""
+"""Model registry: upload validation and run measurement, content-addressed blobs, versions, aliases, the canary
+split and each version's run-time cap."""
 
 from warden.registry.blobs import BlobStore, sha256_hex
+from warden.registry.run_cap import RUN_CAP_FLOOR_MS, RUN_CAP_MULTIPLE, effective_run_cap_ms
 from warden.registry.service import (
     ALIASES,
     CANARY,
     MAX_VERSION,
     STABLE,
-    AliasView,
-    BatchSettings,
     ModelRegistry,
-    ModelView,
-    PushResult,
-    ResolvedModel,
-    VersionView,
     parse_reference,
     parse_version,
 )
-from warden.registry.validation import validate_model
+from warden.registry.validation import ValidatedModel, validate_model
+from warden.registry.views import AliasView, BatchSettings, ModelView, PushResult, ResolvedModel, VersionView
 
 __all__ = [
     "ALIASES",
     "CANARY",
     "MAX_VERSION",
+    "RUN_CAP_FLOOR_MS",
+    "RUN_CAP_MULTIPLE",
     "STABLE",
     "AliasView",
     "BatchSettings",
@@ -30,7 +29,9 @@ __all__ = [
     "ModelView",
     "PushResult",
     "ResolvedModel",
+    "ValidatedModel",
     "VersionView",
+    "effective_run_cap_ms",
     "parse_reference",
     "parse_version",
     "sha256_hex",

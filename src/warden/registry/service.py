@@ -9,6 +9,9 @@ when an operator marked the bytes shareable (:meth:`ModelRegistry.share`, a publ
 the server shares everything (``WARDEN_SHARE_MODELS=across-tenants``); a resolved version
 says which (:attr:`ResolvedModel.shared`), so a tenant's first request cannot learn from its
 speed that another tenant holds the same model.
+
+Each version keeps the slowest run measured at upload and, where an operator set one, its
+run-time cap; a resolved version carries the cap serving applies (:mod:`warden.registry.run_cap`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import delete, func, select
@@ -28,10 +30,36 @@ from warden.caching import FreshCache
 from warden.detection.model import DEFAULT_MEMORY_LIMIT
 from warden.errors import Conflict, InvalidArgument, ModelNotFound, NotFound
 from warden.registry.blobs import BlobStore
+from warden.registry.run_cap import DEFAULT_MAX_RUN_MS, check_run_cap, effective_run_cap_ms
 from warden.registry.validation import info_to_json, validate_model
+from warden.registry.views import (
+    MAX_BATCH_SIZE,
+    MAX_QUEUE_DELAY_MS,
+    AliasView,
+    BatchSettings,
+    ModelView,
+    PushResult,
+    ResolvedModel,
+    SharedBlobView,
+    VersionView,
+)
 from warden.storage import Database, Model, ModelAlias, ModelVersion
 from warden.storage.tables import SharedBlob, utcnow
 from warden.tenancy.service import NAME_PATTERN, check_name
+
+__all__ = [
+    "ALIASES",
+    "CANARY",
+    "MAX_BATCH_SIZE",
+    "MAX_MARKER",
+    "MAX_QUEUE_DELAY_MS",
+    "MAX_VERSION",
+    "STABLE",
+    "ModelRegistry",
+    "check_digest",
+    "parse_reference",
+    "parse_version",
+]
 
 STABLE: Final = "stable"
 CANARY: Final = "canary"
@@ -39,75 +67,12 @@ ALIASES: Final = (STABLE, CANARY)
 _PUSH_ATTEMPTS: Final = 3
 MAX_VERSION: Final = 2**31 - 1
 """The largest version number (the databases' integer)."""
-MAX_BATCH_SIZE: Final = 256
-"""The largest ``max_batch_size`` a version may ask for."""
-MAX_QUEUE_DELAY_MS: Final = 1000.0
-"""The longest a request may wait for its batch to fill."""
 SHA256_PATTERN: Final = re.compile(r"[0-9a-f]{64}")
 """A blob's name: its sha256 in lowercase hex (always matched whole)."""
 MAX_MARKER: Final = 128
 """The longest ``marked_by`` of a shared blob."""
-
-
-@dataclass(frozen=True, slots=True)
-class BatchSettings:
-    """A version's dynamic batching: images per run and how long a request may wait for others.
-
-    ``None`` leaves the choice to the server (off on CPU, on for GPU providers).
-    """
-
-    max_batch_size: int | None = None
-    max_queue_delay_ms: float | None = None
-
-    def check(self, info: dict[str, Any]) -> None:
-        """Refuse values out of range, or batching of a model whose batch dimension is fixed."""
-        size, delay = self.max_batch_size, self.max_queue_delay_ms
-        if size is not None and not 1 <= size <= MAX_BATCH_SIZE:
-            raise InvalidArgument(f"max_batch_size must be 1-{MAX_BATCH_SIZE}, got {size}")
-        if delay is not None and not 0.0 <= delay <= MAX_QUEUE_DELAY_MS:  # also refuses NaN
-            raise InvalidArgument(f"max_queue_delay_ms must be 0-{MAX_QUEUE_DELAY_MS:g}, got {delay}")
-        if size is not None and size > 1 and info.get("batch") is not None:
-            raise InvalidArgument(
-                f"the model's batch dimension is fixed at {info['batch']}: export it with a dynamic batch "
-                "to batch requests together"
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class PushResult:
-    """What a push stored: the model name, its new version number and the bytes' sha256."""
-
-    name: str
-    version: int
-    sha256: str
-
-
-@dataclass(frozen=True, slots=True)
-class VersionView:
-    """One version as listed."""
-
-    version: int
-    sha256: str
-    size_bytes: int
-    created_at: datetime
-    batching: BatchSettings = BatchSettings()
-
-
-@dataclass(frozen=True, slots=True)
-class AliasView:
-    """An alias: the version it points at and, for ``canary``, its share of requests in percent."""
-
-    version: int
-    weight: int
-
-
-@dataclass(frozen=True, slots=True)
-class ModelView:
-    """A model with its versions (oldest first) and aliases."""
-
-    name: str
-    versions: list[VersionView]
-    aliases: dict[str, AliasView] = field(default_factory=dict)
+SERVER_BATCHING: Final = BatchSettings()
+"""Batching left to the server's choice."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,28 +85,6 @@ class _Choice:
 
     def pick(self, roll: float) -> ResolvedModel:
         return self.canary if self.canary is not None and roll * 100 < self.weight else self.default
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedModel:
-    """The version a request is served by, with what validation learnt about it."""
-
-    name: str
-    version: int
-    sha256: str
-    info: dict[str, Any]
-    batching: BatchSettings = BatchSettings()
-    shared: bool = False
-    """Whether a session of these bytes may serve every tenant (marked shareable, or the server shares all)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SharedBlobView:
-    """Bytes marked shareable across tenants: by whom (an operator key id, or ``cli:`` and a user) and when."""
-
-    sha256: str
-    marked_by: str
-    marked_at: datetime
 
 
 class ModelRegistry:
@@ -157,13 +100,19 @@ class ModelRegistry:
         *,
         share_across_tenants: bool = False,
         session_memory_limit: int = DEFAULT_MEMORY_LIMIT,
+        max_run_ms: int = DEFAULT_MAX_RUN_MS,
+        threads: int | None = None,
     ) -> None:
+        """``max_run_ms`` bounds every run at upload and every version's cap; ``threads`` are the validation
+        session's intra-op threads (serving's, so that the measured runs are what serving sees)."""
         self._db = db
         self.blobs = blobs
         self._max_bytes = max_model_bytes
         self._roll = roll
         self._across = share_across_tenants
         self._memory_limit = session_memory_limit
+        self.max_run_ms = max_run_ms
+        self._threads = threads
         self._choices: FreshCache[tuple[int, str, int | None], _Choice] = FreshCache(cache_seconds)
 
     def push(
@@ -174,7 +123,7 @@ class ModelRegistry:
         *,
         alias: str | None = None,
         canary_weight: int | None = None,
-        batching: BatchSettings = BatchSettings(),
+        batching: BatchSettings = SERVER_BATCHING,
     ) -> PushResult:
         """Validate and store a new version of ``name``; optionally point an alias at it."""
         check_name("model", name)
@@ -182,7 +131,10 @@ class ModelRegistry:
         batching.check({})
         if alias == CANARY and canary_weight is None:
             self._require_existing_canary(tenant_id, name)
-        info = info_to_json(validate_model(data, self._max_bytes, self._memory_limit))
+        validated = validate_model(
+            data, self._max_bytes, self._memory_limit, max_run_ms=self.max_run_ms, threads=self._threads
+        )
+        info = info_to_json(validated.info)
         batching.check(info)
         digest = self.blobs.put(data)
         for attempt in range(_PUSH_ATTEMPTS):
@@ -193,6 +145,7 @@ class ModelRegistry:
                     data=data,
                     digest=digest,
                     info=info,
+                    measured_run_ms=validated.measured_run_ms,
                     alias=alias,
                     canary_weight=canary_weight,
                     batching=batching,
@@ -216,6 +169,7 @@ class ModelRegistry:
         data: bytes,
         digest: str,
         info: dict[str, Any],
+        measured_run_ms: float,
         alias: str | None,
         canary_weight: int | None,
         batching: BatchSettings,
@@ -236,6 +190,7 @@ class ModelRegistry:
                 created_at=utcnow(),
                 max_batch_size=batching.max_batch_size,
                 max_queue_delay_ms=batching.max_queue_delay_ms,
+                measured_run_ms=measured_run_ms,
             )
             session.add(row)
             session.flush()
@@ -267,16 +222,27 @@ class ModelRegistry:
             row.max_batch_size, row.max_queue_delay_ms = batching.max_batch_size, batching.max_queue_delay_ms
         self._choices.clear()
 
+    def set_run_cap(self, tenant_id: int, name: str, version: int, run_cap_ms: float | None) -> None:
+        """Set a version's run-time cap, in ms (``None``: back to the cap derived from its measured runs).
+
+        Refuses a value that is not above 0 and at most ``WARDEN_MAX_RUN_MS``.
+        """
+        check_run_cap(run_cap_ms, self.max_run_ms)
+        with self._db.session() as session:
+            row = _version(session, _model(session, tenant_id, name), name, version)
+            row.run_cap_ms = run_cap_ms
+        self._choices.clear()
+
     def list_models(self, tenant_id: int) -> list[ModelView]:
         """The tenant's models, by name, with versions and aliases."""
         with self._db.session() as session:
             models = session.scalars(select(Model).where(Model.tenant_id == tenant_id).order_by(Model.name)).all()
-            return [_model_view(session, model) for model in models]
+            return [_model_view(session, model, self.max_run_ms) for model in models]
 
     def get_model(self, tenant_id: int, name: str) -> ModelView:
         """One of the tenant's models; ``ModelNotFound`` otherwise."""
         with self._db.session() as session:
-            return _model_view(session, _model(session, tenant_id, name))
+            return _model_view(session, _model(session, tenant_id, name), self.max_run_ms)
 
     def remove(self, tenant_id: int, name: str, version: int | None = None) -> None:
         """Remove a model, or one version of it, and collect blobs nobody references any more."""
@@ -302,9 +268,10 @@ class ModelRegistry:
         with self._db.session() as session:
             model = _model(session, tenant_id, name)
             if version is not None:
-                choice = _Choice(_resolved(session, name, _version(session, model, name, version), self._across))
+                row = _version(session, model, name, version)
+                choice = _Choice(_resolved(session, name, row, self._across, self.max_run_ms))
             else:
-                choice = _choice(session, model, self._across)
+                choice = _choice(session, model, self._across, self.max_run_ms)
         self._choices.put((tenant_id, name, version), choice, generation)
         return choice.pick(self._roll())
 
@@ -436,7 +403,7 @@ def _version(session: Session, model: Model, name: str, version: int) -> ModelVe
     return row
 
 
-def _model_view(session: Session, model: Model) -> ModelView:
+def _model_view(session: Session, model: Model, max_run_ms: int) -> ModelView:
     versions = session.scalars(
         select(ModelVersion).where(ModelVersion.model_id == model.id).order_by(ModelVersion.version)
     ).all()
@@ -444,8 +411,21 @@ def _model_view(session: Session, model: Model) -> ModelView:
     aliases = session.scalars(select(ModelAlias).where(ModelAlias.model_id == model.id)).all()
     return ModelView(
         name=model.name,
-        versions=[VersionView(v.version, v.sha256, v.size_bytes, v.created_at, _batching(v)) for v in versions],
+        versions=[_version_view(v, max_run_ms) for v in versions],
         aliases={a.alias: AliasView(by_id[a.version_id], a.weight) for a in aliases},
+    )
+
+
+def _version_view(row: ModelVersion, max_run_ms: int) -> VersionView:
+    return VersionView(
+        row.version,
+        row.sha256,
+        row.size_bytes,
+        row.created_at,
+        _batching(row),
+        measured_run_ms=row.measured_run_ms,
+        run_cap_ms=row.run_cap_ms,
+        effective_run_cap_ms=effective_run_cap_ms(row.measured_run_ms, row.run_cap_ms, max_run_ms),
     )
 
 
@@ -453,14 +433,20 @@ def _batching(row: ModelVersion) -> BatchSettings:
     return BatchSettings(row.max_batch_size, row.max_queue_delay_ms)
 
 
-def _resolved(session: Session, name: str, row: ModelVersion, across: bool) -> ResolvedModel:
+def _resolved(session: Session, name: str, row: ModelVersion, across: bool, max_run_ms: int) -> ResolvedModel:
     shared = across or session.get(SharedBlob, row.sha256) is not None
     return ResolvedModel(
-        name=name, version=row.version, sha256=row.sha256, info=row.info, batching=_batching(row), shared=shared
+        name=name,
+        version=row.version,
+        sha256=row.sha256,
+        info=row.info,
+        batching=_batching(row),
+        shared=shared,
+        run_cap_ms=effective_run_cap_ms(row.measured_run_ms, row.run_cap_ms, max_run_ms),
     )
 
 
-def _choice(session: Session, model: Model, across: bool) -> _Choice:
+def _choice(session: Session, model: Model, across: bool, max_run_ms: int) -> _Choice:
     """The canary and its weight, and the default: the stable version, else the newest."""
     aliases = {a.alias: a for a in session.scalars(select(ModelAlias).where(ModelAlias.model_id == model.id))}
     if STABLE in aliases:
@@ -472,8 +458,7 @@ def _choice(session: Session, model: Model, across: bool) -> _Choice:
         raise ModelNotFound(f"model {model.name!r} not found")
     canary = aliases.get(CANARY)
     target = session.get(ModelVersion, canary.version_id) if canary is not None else None
+    resolved = _resolved(session, model.name, default, across, max_run_ms)
     if canary is None or target is None:
-        return _Choice(_resolved(session, model.name, default, across))
-    return _Choice(
-        _resolved(session, model.name, default, across), _resolved(session, model.name, target, across), canary.weight
-    )
+        return _Choice(resolved)
+    return _Choice(resolved, _resolved(session, model.name, target, across, max_run_ms), canary.weight)

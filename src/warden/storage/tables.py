@@ -125,6 +125,10 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     max_batch_size: Mapped[int | None] = mapped_column(Integer, default=None)
     max_queue_delay_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    measured_run_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    """The slowest run measured at upload, in ms (null: pushed before runs were measured)."""
+    run_cap_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    """The run-time cap an operator set, in ms (null: derived from ``measured_run_ms``)."""
 
 
 class SharedBlob(Base):
