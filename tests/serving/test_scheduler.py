@@ -1,4 +1,8 @@
-"""The scheduler with real worker threads: fair order, caps, deadlines, cancellation, errors."""
+"""The scheduler with real worker threads: fair order, caps, deadlines, cancellation, errors.
+
+The one-worker scheduler reads a ticking cost clock, so every dispatch measures the same worker time and
+the fair order does not depend on how long the machine took.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,21 @@ from warden.errors import DeadlineExceeded, OverCapacity
 from warden.serving.scheduler import Scheduler, TenantShare
 
 
+class Ticking:
+    """A cost clock that moves ``step`` seconds each time it is read: every dispatch measures ``step``."""
+
+    def __init__(self, step: float = 1.0) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
 @pytest.fixture
 def one_worker() -> Iterator[Scheduler]:
-    scheduler = Scheduler(1)
+    scheduler = Scheduler(1, cost_clock=Ticking())
     yield scheduler
     scheduler.close()
 

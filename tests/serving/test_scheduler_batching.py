@@ -3,7 +3,8 @@
 Every test queues its work while the only worker is busy with a gate job, then
 opens the gate: the worker takes the fairest job and gathers queued jobs of the
 same key into one run. Nothing here measures time; long ``max_delay`` values only
-show that a full batch does not wait for them.
+show that a full batch does not wait for them. The worker time charged to tenants
+comes from a ticking cost clock, so the fair order does not depend on the machine.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.serving.test_scheduler import block
+from tests.serving.test_scheduler import Ticking, block
 from warden.errors import DeadlineExceeded
 from warden.serving.fair_queue import Entry, FairQueue
 from warden.serving.scheduler import Batching, Scheduler, TenantShare
@@ -30,7 +31,7 @@ LONG = 30.0  # a max_delay no test ever waits out: a batch that completes did no
 
 def single(clock: Callable[[], float] | None = None) -> Scheduler:
     """One worker, so what runs together is decided by the queue alone."""
-    return Scheduler(1, clock=clock or time.monotonic)
+    return Scheduler(1, clock=clock or time.monotonic, cost_clock=Ticking(6.0))  # six seconds a dispatch
 
 
 @pytest.fixture
@@ -140,7 +141,8 @@ def test_a_batch_takes_tenants_in_weighted_fair_order(one_worker: Scheduler) -> 
         tickets.append(one_worker.submit_batched("b", f"b{n}", policy(runner, size=6), share=heavy))
     release.set()
     results(tickets)
-    # Start tags: a_n = n, b_n = n / 2; ties go to the earlier arrival.
+    # Weight 2 gets two turns for one; ties go to the earlier arrival. The first batch is tagged on the
+    # gate's six seconds a request, the second on the one second each of the first batch's requests used.
     assert runner.batches == [
         ["a0", "b0", "b1", "a1", "b2", "b3"],
         ["a2", "b4", "b5", "a3", "a4", "a5"],
@@ -375,6 +377,9 @@ operations = st.lists(
 )
 
 
+RATES = {"a": 1.0, "b": 3.0, "c": 0.5, "d": 2.0}  # measured seconds per unit, when a plain pop is settled
+
+
 @settings(max_examples=200, deadline=None)
 @given(ops=operations, excluded=st.sets(st.sampled_from("abcd"), max_size=3))
 def test_pop_with_a_match_returns_the_fairest_matching_entry(ops: list[tuple[Any, ...]], excluded: set[str]) -> None:
@@ -384,9 +389,10 @@ def test_pop_with_a_match_returns_the_fairest_matching_entry(ops: list[tuple[Any
         if op[0] == "push":
             _, tenant, weight, cost, matches = op
             live.append(queue.push(tenant, (len(live), matches), weight=weight, cost=cost))
-        elif op[0] == "pop":  # plain pops move virtual time
+        elif op[0] == "pop":  # plain pops move virtual time; what they serve runs, at unequal rates
             popped = queue.pop()
             if popped is not None:
+                queue.settle(popped, popped.cost * RATES[popped.tenant])
                 live.remove(popped)
         elif live:
             victim = live[op[1] % len(live)]
@@ -401,11 +407,11 @@ def test_pop_with_a_match_returns_the_fairest_matching_entry(ops: list[tuple[Any
 
     while True:
         candidates = [e for e in live if eligible(e.tenant) and match(e)]
+        expected = min(candidates, key=lambda e: (queue.next_start(e.tenant), e.order), default=None)
         popped = queue.pop(eligible, match)
-        if not candidates:
+        if expected is None:
             assert popped is None
             break
-        expected = min(candidates, key=lambda e: (e.start, e.order))
         assert popped is expected
         assert match(popped)
         live.remove(popped)

@@ -82,7 +82,7 @@ def test_once_the_other_tenant_goes_quiet_the_held_back_work_runs(gate: threadin
 
 
 def test_with_no_headroom_one_tenant_may_hold_every_worker(gate: threading.Event) -> None:
-    scheduler = Scheduler(2, active_window=60)
+    scheduler = Scheduler(2, headroom=0, active_window=60)
     try:
         scheduler.submit("b", lambda: None).future.result(10)
         for _ in range(3):
@@ -126,4 +126,58 @@ def test_an_idle_scheduler_sleeps_once_every_activity_has_aged_out() -> None:
         with scheduler._cond:
             assert scheduler._idle_wait() is None  # then sleep until work arrives
     finally:
+        scheduler.close()
+
+
+@pytest.mark.parametrize(
+    ("workers", "headroom", "expected"),
+    [(1, None, 0), (2, None, 1), (8, None, 1), (2, 0, 0), (4, 0, 0), (3, 2, 2)],
+)
+def test_headroom_is_one_worker_by_default_when_there_are_two_or_more(
+    workers: int, headroom: int | None, expected: int
+) -> None:
+    scheduler = Scheduler(workers, headroom=headroom)
+    try:
+        assert scheduler.headroom == expected
+    finally:
+        scheduler.close()
+
+
+def test_by_default_a_worker_stays_free_for_another_tenant(gate: threading.Event) -> None:
+    scheduler = Scheduler(2, active_window=60)
+    try:
+        scheduler.submit("b", lambda: None).future.result(10)
+        for _ in range(3):
+            scheduler.submit("a", hold(gate))
+        assert eventually(lambda: scheduler.running("a") == 1)
+        assert scheduler.submit("b", lambda: "b ran").future.result(10) == "b ran"
+        assert scheduler.running("a") == 1
+        assert scheduler.queued("a") == 2
+    finally:
+        gate.set()
+        scheduler.close()
+
+
+def test_a_tenant_queued_longer_than_the_window_still_counts_as_active(gate: threading.Event) -> None:
+    # b may run one request at a time: its second waits in the queue well past the activity window. While
+    # it waits, a stays within workers - headroom although a worker is idle; once b's queue is empty and
+    # the window has passed, a is alone and gets every worker.
+    scheduler = Scheduler(3, headroom=2, active_window=WINDOW)
+    b_gate = threading.Event()
+    try:
+        capped = TenantShare(max_concurrency=1)
+        scheduler.submit("b", hold(b_gate), share=capped)
+        scheduler.submit("b", lambda: None, share=capped)
+        assert eventually(lambda: scheduler.running("b") == 1)
+        for _ in range(3):
+            scheduler.submit("a", hold(gate))
+        assert eventually(lambda: scheduler.running("a") == 1)
+        time.sleep(WINDOW * 3)  # b's submissions age out of the window; its queued request does not
+        assert scheduler.queued("b") == 1
+        assert scheduler.running("a") == 1  # a worker is idle, and still held for b
+        b_gate.set()
+        assert eventually(lambda: scheduler.running("a") == 3, limit=5.0)  # alone now: every worker
+    finally:
+        b_gate.set()
+        gate.set()
         scheduler.close()

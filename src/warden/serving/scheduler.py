@@ -10,6 +10,11 @@ queued work of the same key (one model version): the worker that takes the
 first such request gathers more, in fair order, up to ``max_size`` and for at
 most ``max_delay`` seconds, and hands their payloads to the policy's runner
 together.
+
+Each dispatch's worker time is measured (``cost_clock``, wall clock by default) and
+charged to the tenants whose requests ran, a batch's split by their units; the fair
+queue corrects its estimate with it, so tenants share the workers' *time* by weight
+(see :mod:`warden.serving.fair_queue`), and :meth:`Scheduler.worker_seconds` reports it.
 """
 
 from __future__ import annotations
@@ -76,32 +81,38 @@ class Ticket(Generic[T]):
 
 
 class Scheduler:
-    """Runs submitted work on ``workers`` threads in weighted-fair order across tenants.
+    """Runs submitted work on ``workers`` threads in weighted-fair order of worker time across tenants.
 
-    With ``headroom`` > 0, while another tenant has submitted work in the last
-    ``active_window`` seconds no tenant may hold more than ``workers - headroom``
-    shared workers, so the others' next request finds a worker free instead of
-    waiting for a running job to end; a tenant alone still gets every worker.
+    With ``headroom`` > 0, while another tenant has work queued or has submitted work
+    in the last ``active_window`` seconds, no tenant may hold more than
+    ``workers - headroom`` shared workers, so the others' next request finds a worker
+    free instead of waiting for a running job to end; a tenant alone still gets every
+    worker. ``headroom=None`` (the default) keeps one worker free when there are two
+    or more, none with one; 0 turns it off.
     """
 
     def __init__(
         self,
         workers: int,
         *,
-        headroom: int = 0,
+        headroom: int | None = None,
         active_window: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        cost_clock: Callable[[], float] = time.perf_counter,
         name: str = "warden-worker",
     ) -> None:
         if workers < 1:
             raise ValueError("at least one worker is needed")
-        if not 0 <= headroom < workers:
+        if headroom is None:
+            headroom = 1 if workers >= 2 else 0
+        elif not 0 <= headroom < workers:
             raise ValueError(f"headroom must leave at least one worker: 0 <= headroom < {workers}, got {headroom}")
         self._headroom = headroom
         self._window = active_window
         self._workers = workers
         self._seen: dict[str, float] = {}
         self._clock = clock
+        self._cost_clock = cost_clock
         self._queue: FairQueue[_Job[Any]] = FairQueue()
         self._running: dict[str, int] = {}  # requests in progress, for max_concurrency
         self._holding: dict[str, int] = {}  # shared workers running some of the tenant's work, for headroom
@@ -197,6 +208,16 @@ class Scheduler:
         with self._cond:
             return dict(self._sizes)
 
+    @property
+    def headroom(self) -> int:
+        """Shared workers kept free for other tenants while more than one is active."""
+        return self._headroom
+
+    def worker_seconds(self) -> dict[str, float]:
+        """Worker seconds charged to each tenant so far: the measured time of its work that ran (for metrics)."""
+        with self._cond:
+            return self._queue.usage()
+
     def load(self) -> dict[str, tuple[int, int]]:
         """``{tenant: (running, queued)}`` for every tenant with work running or waiting (for metrics)."""
         with self._cond:
@@ -227,6 +248,7 @@ class Scheduler:
         with self._cond:
             self._stopping = True
             while (entry := self._queue.pop()) is not None:
+                self._queue.refund(entry)
                 entry.item.future.cancel()
             self._cond.notify_all()
         for thread in list(self._threads):
@@ -235,6 +257,8 @@ class Scheduler:
     def _withdraw(self, entry: Entry[_Job[Any]]) -> bool:
         with self._cond:
             removed = self._queue.cancel(entry)
+            if removed and self._headroom:  # its tenant may have stopped counting as active
+                self._cond.notify_all()
         if removed:
             entry.item.future.cancel()
         return removed
@@ -267,7 +291,10 @@ class Scheduler:
         return eligible
 
     def _others_active(self, tenant: str) -> bool:
-        # Called with the lock held: has a tenant other than this one submitted work within the window?
+        # Called with the lock held: does another tenant wait for a shared worker (however long it has
+        # waited), or has one submitted work within the window?
+        if any(other != tenant and other not in self._dedicated for other in self._queue.tenants()):
+            return True
         now = time.monotonic()
         for other, seen in list(self._seen.items()):
             if now - seen >= self._window:
@@ -299,6 +326,10 @@ class Scheduler:
                         return
                     self._cond.wait(self._idle_wait())
                     entry = self._queue.pop(eligible)
+                if self._headroom > 1 and not self._queue.queued(entry.tenant):
+                    # Its tenant may no longer count as active: a worker held back for it may serve others
+                    # (with one worker of headroom none is idle then: this one was the free one).
+                    self._cond.notify_all()
                 taken = [entry]
                 self._running[entry.tenant] = self._running.get(entry.tenant, 0) + 1
                 self._holding[entry.tenant] = self._holding.get(entry.tenant, 0) + 1
@@ -307,15 +338,30 @@ class Scheduler:
                 holders = {e.tenant for e in taken}
                 for tenant in holders - {entry.tenant}:
                     self._holding[tenant] = self._holding.get(tenant, 0) + 1
+            ran: list[_Job[Any]] = []
+            began = self._cost_clock()
             try:
-                self._execute([e.item for e in taken])
+                ran = self._execute([e.item for e in taken])
             finally:
+                used = max(self._cost_clock() - began, 0.0)
                 with self._cond:
                     for done in taken:
                         self._running[done.tenant] -= 1
                     for tenant in holders:
                         self._holding[tenant] -= 1
+                    self._charge(taken, ran, used)
                     self._cond.notify_all()
+
+    def _charge(self, taken: list[Entry[_Job[Any]]], ran: list[_Job[Any]], seconds: float) -> None:
+        # Called with the lock held: split a dispatch's worker time across the requests that ran, by their
+        # units; the others (cancelled, or past their deadline) are refunded.
+        live = set(ran)
+        units = sum(entry.cost for entry in taken if entry.item in live)
+        for entry in taken:
+            if entry.item in live:
+                self._queue.settle(entry, seconds * entry.cost / units)
+            else:
+                self._queue.refund(entry)
 
     def _gather(self, taken: list[Entry[_Job[Any]]], policy: Batching, eligible: Callable[[str], bool]) -> None:
         # Called with the lock held: take queued work of the same key, fairest first, until full or due.
@@ -338,14 +384,15 @@ class Scheduler:
                 return
             self._cond.wait(remaining)
 
-    def _execute(self, jobs: list[_Job[Any]]) -> None:
+    def _execute(self, jobs: list[_Job[Any]]) -> list[_Job[Any]]:
+        # Runs what is still wanted and in time; returns those jobs (the ones that used the worker).
         live = [job for job in jobs if job.future.set_running_or_notify_cancel() and self._in_time(job)]
         if not live:
-            return
+            return live
         first = live[0]
         if first.work is not None:
             _settle(first, first.work)
-            return
+            return live
         policy = cast(Batching, first.batching)  # a job carries either its work or a batching policy
         with self._cond:
             self._batches += 1
@@ -358,12 +405,13 @@ class Scheduler:
         except BaseException as exc:  # the whole batch failed: every waiter hears why
             for job in live:
                 job.future.set_exception(exc)
-            return
+            return live
         for job, outcome in zip(live, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 job.future.set_exception(outcome)
             else:
                 job.future.set_result(outcome)
+        return live
 
     def _in_time(self, job: _Job[Any]) -> bool:
         if job.deadline is not None and self._clock() > job.deadline:
