@@ -37,6 +37,7 @@ def test_the_model_lifecycle_with_json_output(warden_on_each_backend: Warden, mo
     assert list(listed) == ["name", "versions", "aliases"]
     assert listed["name"] == "pets"
     fields = ["version", "sha256", "size_bytes", "created_at", "max_batch_size", "max_queue_delay_ms"]
+    fields += ["measured_run_ms", "run_cap_ms", "effective_run_cap_ms", "run_cap_source"]
     assert [list(v) for v in listed["versions"]] == [fields] * 2
     assert [(v["version"], v["sha256"], v["size_bytes"]) for v in listed["versions"]] == [
         (1, sha1, first.stat().st_size),

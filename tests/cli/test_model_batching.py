@@ -47,7 +47,18 @@ def test_push_with_batching_options_and_list_shows_them(warden_on_each_backend: 
     assert batching_listed(warden) == {"pets": [(1, 8, 2.5), (2, None, None)], "solo": [(1, 1, None)]}
     [pets, _] = warden.json("model", "list", "acme")
     assert [list(v) for v in pets["versions"]] == [
-        ["version", "sha256", "size_bytes", "created_at", "max_batch_size", "max_queue_delay_ms"]
+        [
+            "version",
+            "sha256",
+            "size_bytes",
+            "created_at",
+            "max_batch_size",
+            "max_queue_delay_ms",
+            "measured_run_ms",
+            "run_cap_ms",
+            "effective_run_cap_ms",
+            "run_cap_source",
+        ]
     ] * 2
     with warden.services() as services:
         tenant = services.tenants.tenant_id("acme")

@@ -1,4 +1,4 @@
-"""``warden model …``: push, list and remove a tenant's detection models (ONNX)."""
+"""``warden model …``: push, list, show and remove a tenant's detection models (ONNX); batching and run-time caps."""
 
 from __future__ import annotations
 
@@ -12,7 +12,15 @@ from rich.table import Table
 
 from warden.cli.common import AsJson, audited, console, emit_json, iso, opened, os_user, short_time
 from warden.errors import InvalidArgument, PayloadTooLarge
-from warden.registry import CANARY, BatchSettings, ModelView, parse_reference
+from warden.registry import (
+    CANARY,
+    RUN_CAP_FLOOR_MS,
+    RUN_CAP_MULTIPLE,
+    BatchSettings,
+    ModelView,
+    VersionView,
+    parse_reference,
+)
 from warden.registry.service import MAX_MARKER
 from warden.tenancy import check_name
 
@@ -43,6 +51,10 @@ def model_record(model: ModelView) -> dict[str, Any]:
                 "created_at": iso(v.created_at),
                 "max_batch_size": v.batching.max_batch_size,
                 "max_queue_delay_ms": v.batching.max_queue_delay_ms,
+                "measured_run_ms": v.measured_run_ms,
+                "run_cap_ms": v.run_cap_ms,
+                "effective_run_cap_ms": v.effective_run_cap_ms,
+                "run_cap_source": v.run_cap_source,
             }
             for v in model.versions
         ],
@@ -90,7 +102,7 @@ def push(
 
 @model_app.command("list")
 def list_(ctx: typer.Context, tenant: Tenant, as_json: AsJson = False) -> None:
-    """List a tenant's models with their versions and aliases."""
+    """List a tenant's models with their versions and aliases (``model show`` has each version's run-time cap)."""
     with opened(ctx) as services:
         models = services.registry.list_models(services.tenants.tenant_id(tenant))
     if as_json:
@@ -101,12 +113,45 @@ def list_(ctx: typer.Context, tenant: Tenant, as_json: AsJson = False) -> None:
         table.add_column(column, justify="right" if column in ("version", "bytes") else "left")
     for model in models:
         for v in model.versions:
-            aliases = " ".join(
-                _alias_label(name, a.weight) for name, a in sorted(model.aliases.items()) if a.version == v.version
-            )
             created = short_time(v.created_at)
-            table.add_row(model.name, str(v.version), aliases, v.sha256[:12], str(v.size_bytes), created)
+            table.add_row(model.name, str(v.version), _aliases(model, v), v.sha256[:12], str(v.size_bytes), created)
     console().print(table)
+
+
+@model_app.command("show")
+def show(
+    ctx: typer.Context,
+    tenant: Tenant,
+    name: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
+    as_json: AsJson = False,
+) -> None:
+    """Show one model: each version with its batching, the run measured at upload and its run-time cap."""
+    with opened(ctx) as services:
+        model = services.registry.get_model(services.tenants.tenant_id(tenant), name)
+        max_run_ms = services.registry.max_run_ms
+    if as_json:
+        emit_json(model_record(model))
+        return
+    out = console()
+    for v in model.versions:
+        aliases = _aliases(model, v)
+        size = "server default" if v.batching.max_batch_size is None else str(v.batching.max_batch_size)
+        delay = "server default" if v.batching.max_queue_delay_ms is None else f"{v.batching.max_queue_delay_ms:g} ms"
+        measured = (
+            "not measured (pushed before runs were)"
+            if v.measured_run_ms is None
+            else (f"{_ms(v.measured_run_ms)}, the slowest run at upload (black, white, noise, photo)")
+        )
+        lines = [
+            f"{model.name} version {v.version}" + (f" ({aliases})" if aliases else ""),
+            f"  sha256    {v.sha256}",
+            f"  bytes     {v.size_bytes}",
+            f"  created   {short_time(v.created_at)}",
+            f"  batching  max batch {size}, max queue delay {delay}",
+            f"  measured  {measured}",
+            f"  run cap   {_run_cap_label(v, max_run_ms)}",
+        ]
+        out.print("\n".join(lines), markup=False)
 
 
 @model_app.command("batching")
@@ -146,6 +191,48 @@ def batching_(
     size = "server default" if max_batch_size is None else str(max_batch_size)
     delay = "server default" if max_queue_delay_ms is None else f"{max_queue_delay_ms:g} ms"
     console().print(f"Batching of {name} version {version}: max batch {size}, max queue delay {delay}.", markup=False)
+
+
+@model_app.command("run-cap")
+def run_cap(
+    ctx: typer.Context,
+    tenant: Tenant,
+    reference: Annotated[str, typer.Argument(metavar="NAME:VERSION", help="One version.", show_default=False)],
+    ms: Annotated[
+        float | None,
+        typer.Option(
+            "--ms", metavar="MS", help="Stop a run of this version after MS milliseconds (at most WARDEN_MAX_RUN_MS)."
+        ),
+    ] = None,
+    auto: Annotated[
+        bool, typer.Option("--auto", help="Go back to the cap derived from the runs measured at upload.")
+    ] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Operator: set a version's run-time cap (--ms), or go back to the one derived from its upload (--auto)."""
+    with opened(ctx) as services:
+        if (ms is not None) == auto:
+            raise InvalidArgument("give one of --ms MS or --auto")
+        name, version = parse_reference(reference)
+        if version is None:
+            raise InvalidArgument(f"name a version: {name}:VERSION")
+        tenant_id = services.tenants.tenant_id(tenant)
+        services.registry.set_run_cap(tenant_id, name, version, ms)
+        audited(services, "model.run_cap", f"{tenant}/{name}", version=version, run_cap_ms=ms)
+        [view] = [v for v in services.registry.get_model(tenant_id, name).versions if v.version == version]
+        max_run_ms = services.registry.max_run_ms
+    if as_json:
+        emit_json(
+            {
+                "name": name,
+                "version": version,
+                "run_cap_ms": view.run_cap_ms,
+                "effective_run_cap_ms": view.effective_run_cap_ms,
+                "run_cap_source": view.run_cap_source,
+            }
+        )
+        return
+    console().print(f"Run-time cap of {name} version {version}: {_run_cap_label(view, max_run_ms)}.", markup=False)
 
 
 @model_app.command("rm")
@@ -216,6 +303,28 @@ def _busy(as_json: bool, message: str) -> contextlib.AbstractContextManager[obje
     if as_json:
         return contextlib.nullcontext()
     return Console(stderr=True).status(message)
+
+
+def _aliases(model: ModelView, v: VersionView) -> str:
+    return " ".join(_alias_label(name, a.weight) for name, a in sorted(model.aliases.items()) if a.version == v.version)
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f} ms" if value >= 10 else f"{value:.2g} ms"
+
+
+def _run_cap_label(v: VersionView, max_run_ms: int) -> str:
+    """The effective cap and where it comes from, in words."""
+    cap = _ms(v.effective_run_cap_ms)
+    if v.run_cap_source == "set":
+        lowered = f", lowered to WARDEN_MAX_RUN_MS ({max_run_ms} ms)" if v.effective_run_cap_ms != v.run_cap_ms else ""
+        return f"{cap}, set by an operator{lowered}"
+    if v.run_cap_source == "derived":
+        return (
+            f"{cap}, derived: {RUN_CAP_MULTIPLE:g} x measured, at least {RUN_CAP_FLOOR_MS:g} ms, "
+            f"at most WARDEN_MAX_RUN_MS ({max_run_ms} ms)"
+        )
+    return f"{cap}, WARDEN_MAX_RUN_MS (never measured)"
 
 
 def _alias_label(alias: str, weight: int) -> str:
