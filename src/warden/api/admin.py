@@ -27,6 +27,7 @@ from warden.api.schemas import (
     KeyOut,
     PushOut,
     QuotaModel,
+    RunCapIn,
     TenantIn,
     TenantOut,
     VersionOut,
@@ -44,6 +45,7 @@ QuotaBody = Annotated[QuotaModel, Depends(json_body(QuotaModel, admin_caller))]
 KeyBody = Annotated[KeyIn, Depends(json_body(KeyIn, admin_caller))]
 AliasBody = Annotated[AliasIn, Depends(json_body(AliasIn, admin_caller))]
 BatchingBody = Annotated[BatchingIn, Depends(json_body(BatchingIn, admin_caller))]
+RunCapBody = Annotated[RunCapIn, Depends(json_body(RunCapIn, admin_caller))]
 _ONNX_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -107,6 +109,10 @@ def _model_out(view: ModelView) -> AdminModelOut:
                 created_at=v.created_at.isoformat(),
                 max_batch_size=v.batching.max_batch_size,
                 max_queue_delay_ms=v.batching.max_queue_delay_ms,
+                measured_run_ms=v.measured_run_ms,
+                run_cap_ms=v.run_cap_ms,
+                effective_run_cap_ms=v.effective_run_cap_ms,
+                run_cap_source=v.run_cap_source,
             )
             for v in view.versions
         ],
@@ -336,6 +342,34 @@ async def set_batching(
     registry = _services(request).registry
     batching = BatchSettings(body.max_batch_size, body.max_queue_delay_ms)
     await run_in_threadpool(lambda: registry.set_batching(tenant_id, model, version, batching))
+    return _model_out(await run_in_threadpool(registry.get_model, tenant_id, model))
+
+
+@router.put(
+    "/tenants/{name}/models/{model}/versions/{version}/run-cap",
+    response_model=AdminModelOut,
+    responses=error_responses(400, 401, 403, 404, 413),
+    openapi_extra=json_request_body(RunCapIn),
+    summary="Set a version's run-time cap",
+)
+async def set_run_cap(
+    name: str,
+    model: str,
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
+    body: RunCapBody,
+    request: Request,
+    caller: Admin,
+) -> AdminModelOut:
+    """Operators only: ``run_cap_ms`` stops a run of this version after that many ms per image (at most
+    WARDEN_MAX_RUN_MS); null goes back to the cap derived from the runs measured at upload.
+
+    A tenant's own key may not set it: the cap is what keeps the tenant's model from holding the workers.
+    """
+    _act(request, "model.run_cap", f"{name}/{model}", version=version, run_cap_ms=body.run_cap_ms)
+    _operator(caller)
+    tenant_id = await _tenant_id(request, caller, name)
+    registry = _services(request).registry
+    await run_in_threadpool(lambda: registry.set_run_cap(tenant_id, model, version, body.run_cap_ms))
     return _model_out(await run_in_threadpool(registry.get_model, tenant_id, model))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -182,6 +182,27 @@ class VersionOut(BaseModel):
     max_queue_delay_ms: float | None = Field(
         default=None, description="How long a request may wait for its batch to fill; null: the server's choice."
     )
+    measured_run_ms: float | None = Field(
+        default=None,
+        description="The slowest run measured at upload (black, white, noise, a photo), in ms; null: pushed "
+        "before runs were measured.",
+    )
+    run_cap_ms: float | None = Field(
+        default=None, description="The run-time cap an operator set, in ms; null: derived from measured_run_ms."
+    )
+    effective_run_cap_ms: float = Field(
+        description="The cap serving applies, in ms per image: a run taking longer is stopped (deadline_exceeded)."
+    )
+    run_cap_source: Literal["set", "derived", "max"] = Field(
+        description="set: an operator's run_cap_ms; derived: 8 x measured_run_ms, at least 1000 ms; max: "
+        "WARDEN_MAX_RUN_MS (never measured). Every cap is at most WARDEN_MAX_RUN_MS."
+    )
+
+
+class RunCapIn(BaseModel):
+    """A version's run-time cap in ms (above 0, at most WARDEN_MAX_RUN_MS); null goes back to the derived cap."""
+
+    run_cap_ms: float | None = Field(gt=0, allow_inf_nan=False)
 
 
 class BatchingIn(BaseModel):
