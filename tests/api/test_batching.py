@@ -265,9 +265,9 @@ def test_concurrent_detects_share_one_run_and_answer_as_one_by_one(
     rows: list[int] = []
     real = DetectionModel.infer
 
-    def spy(self: DetectionModel, tensor: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    def spy(self: DetectionModel, tensor: npt.NDArray[np.floating], **limits: Any) -> npt.NDArray[np.float32]:
         rows.append(int(tensor.shape[0]))
-        return real(self, tensor)
+        return real(self, tensor, **limits)
 
     monkeypatch.setattr(DetectionModel, "infer", spy)
     engine = one_worker.engine

@@ -10,10 +10,15 @@ import threading
 import uuid
 from collections.abc import Callable
 
+import numpy as np
+import pytest
 from prometheus_client import REGISTRY
 
 from tests.observability.conftest import Observed, Scrape, secret_of
+from tests.registry import hostile
 from warden.audit import AuditFilter
+from warden.detection import DetectionModel
+from warden.errors import DeadlineExceeded
 from warden.observability import FinishedRequest, Metrics
 from warden.serving.scheduler import TenantShare
 from warden.tenancy import Quota
@@ -56,7 +61,25 @@ def test_a_detection_counts_a_request_and_observes_every_stage(observed: Observe
     assert after.value("warden_model_loads_total") >= 1
     assert after.value("warden_model_load_seconds_total") > 0
     assert after.value("warden_scheduler_running", tenant="alpha") == 0
+    assert after.value("warden_scheduler_worker_seconds_total", tenant="alpha") > before.value(
+        "warden_scheduler_worker_seconds_total", tenant="alpha"
+    )
     assert after.value("warden_build_info") == 1
+
+
+def test_runs_stopped_inside_onnx_runtime_are_counted_by_cause(observed: Observed) -> None:
+    spinner = DetectionModel.load(hostile.spinning())
+    white = spinner.prepare([np.full((64, 64, 3), 255, dtype=np.uint8)]).tensor
+    before = observed.scrape()
+    with pytest.raises(DeadlineExceeded):
+        spinner.infer(white, cap=0.05)
+    after = observed.scrape()
+    assert after.value("warden_runs_stopped_total", cause="run_cap") == (
+        before.value("warden_runs_stopped_total", cause="run_cap") + 1
+    )
+    assert after.value("warden_runs_stopped_total", cause="disconnect") == before.value(
+        "warden_runs_stopped_total", cause="disconnect"
+    )
 
 
 def test_a_batched_run_is_observed_in_the_batch_size_histogram(observed: Observed) -> None:

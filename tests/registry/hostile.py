@@ -566,7 +566,9 @@ SECRET_PIXEL: Final = (80, 160)
 """The red and green values (0-255) of the top-left pixel that wakes :func:`spinning` with ``trigger="secret"``."""
 
 
-def spinning(trigger: str = "brightness", trips_per_unit: float = SPIN_TRIPS_PER_UNIT) -> bytes:
+def spinning(
+    trigger: str = "brightness", trips_per_unit: float = SPIN_TRIPS_PER_UNIT, *, dynamic_batch: bool = False
+) -> bytes:
     """A model whose ``Loop`` spins for a time the image chooses: a blank image runs at once.
 
     ``brightness``: trips = mean pixel x ``trips_per_unit`` (a white image spins, a black one does not).
@@ -620,4 +622,5 @@ def spinning(trigger: str = "brightness", trips_per_unit: float = SPIN_TRIPS_PER
         helper.make_node("Mul", ["v3", "zero"], ["none"]),
         helper.make_node("Add", ["rows", "none"], ["spun"]),
     ]
-    return serialise(detection_model(rows="spun", nodes=nodes, initializers=inits))
+    shape = ("batch", 3, 64, 64) if dynamic_batch else (1, 3, 64, 64)
+    return serialise(detection_model(rows="spun", nodes=nodes, initializers=inits, input_shape=shape))

@@ -6,8 +6,10 @@ ONNX Runtime call, showing when requests were stacked together and when not.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,8 +18,10 @@ from PIL import Image
 
 from tests.detection.graphs import Box, Dim, anchor_free_rows, yolo_graph
 from tests.detection.images import encode, gradient
+from tests.registry import hostile
 from warden.detection import DetectionModel, Detections, ImageLimits, decode_image
-from warden.errors import InvalidArgument, InvalidImage
+from warden.detection.runs import RunControl
+from warden.errors import DeadlineExceeded, InvalidArgument, InvalidImage
 from warden.samples import SAMPLE_IMAGE
 from warden.serving.batching import DetectRequest, detect_many
 
@@ -83,10 +87,10 @@ class Runs:
         self.shapes: list[tuple[int, ...]] = []
         real = model.infer
 
-        def spy(tensor: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        def spy(tensor: npt.NDArray[np.floating], **limits: Any) -> npt.NDArray[np.float32]:
             self.rows.append(int(tensor.shape[0]))
             self.shapes.append(tuple(tensor.shape))
-            return real(tensor)
+            return real(tensor, **limits)
 
         monkeypatch.setattr(model, "infer", spy)
 
@@ -217,7 +221,7 @@ def test_a_bad_threshold_fails_only_its_request(
 def test_when_the_model_fails_every_live_request_gets_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
     model = DetectionModel.load(graph(DYNAMIC_BATCH))
 
-    def broken(tensor: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    def broken(tensor: npt.NDArray[np.floating], **limits: Any) -> npt.NDArray[np.float32]:
         raise RuntimeError("the session died")
 
     monkeypatch.setattr(model, "infer", broken)
@@ -241,3 +245,44 @@ def test_each_request_gets_its_own_stage_times(monkeypatch: pytest.MonkeyPatch) 
     assert requests[0].times.decode > 0
     assert requests[0].times.inference > 0
     assert requests[1].times.inference == 0  # the failed request spent nothing in the model
+
+
+def spinner_requests(*controls: RunControl) -> list[DetectRequest]:
+    secret = np.zeros((64, 64, 3), dtype=np.uint8)
+    secret[0, 0] = (*hostile.SECRET_PIXEL, 0)
+    return [
+        DetectRequest(images=[encode(Image.fromarray(secret), "PNG")], limits=LIMITS, conf=0.25, iou=0.7, max_det=300)
+        for _ in controls
+    ]
+
+
+def test_a_shared_run_is_answered_to_those_still_waiting_and_not_to_one_that_gave_up() -> None:
+    model = DetectionModel.load(hostile.spinning("secret", 200_000, dynamic_batch=True))  # a fraction of a second
+    gone, waiting = RunControl(time.monotonic() - 1), RunControl()
+    requests = spinner_requests(gone, waiting)
+    for req, control in zip(requests, (gone, waiting), strict=True):
+        req.control = control
+    first, second = detect_many(model, requests)
+    assert isinstance(first, DeadlineExceeded)
+    assert first.stage == "inference"
+    assert not isinstance(second, BaseException)
+    assert len(second[0]) == 1
+
+
+def test_runs_of_requests_that_all_gave_up_are_not_made_and_fail_no_one_else() -> None:
+    model = DetectionModel.load(hostile.spinning("secret", 200_000))  # a fixed batch: one run per request
+    gone, waiting = RunControl(time.monotonic() - 1), RunControl()
+    requests = spinner_requests(gone, waiting)
+    for req, control in zip(requests, (gone, waiting), strict=True):
+        req.control = control
+    first, second = detect_many(model, requests)
+    assert isinstance(first, DeadlineExceeded)
+    assert not isinstance(second, BaseException)
+
+
+def test_a_shared_run_past_its_cap_fails_every_request_in_it() -> None:
+    model = DetectionModel.load(hostile.spinning("secret", 1e12, dynamic_batch=True))
+    requests = spinner_requests(RunControl(), RunControl())
+    outcomes = detect_many(model, requests, cap=0.1)
+    assert all(isinstance(o, DeadlineExceeded) and o.cause == "run_cap" for o in outcomes)
+    assert [r.times.stage for r in requests] == ["inference", "inference"]

@@ -41,6 +41,7 @@ def create_app(services: Services, engine: DetectionEngine | None = None) -> Fas
                 memory_budget=settings.model_memory_budget,
                 headroom=settings.headroom,
                 session_memory_limit=settings.session_memory_limit,
+                max_run_ms=settings.max_run_ms,
             ),
         )
 

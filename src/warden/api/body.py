@@ -19,6 +19,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from warden.errors import ClientDisconnected, InvalidArgument, PayloadTooLarge, UnsupportedMediaType
+from warden.serving import StageTimes
 
 T = TypeVar("T")
 TIMEOUT_HEADER: Final = "x-request-timeout-ms"
@@ -175,8 +176,9 @@ def shown(value: object) -> str:
     return kinds.get(type(value), "a value of another type")
 
 
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work``, withdrawing it if the client disconnects first (nobody would read the answer)."""
+async def unless_disconnected(request: Request, work: Awaitable[T], times: StageTimes | None = None) -> T:
+    """Await ``work``, withdrawing it (or stopping its run) if the client disconnects first (nobody would read
+    the answer); ``times`` tells the error, and so the audit record, which stage was cut."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_disconnect(request))
     try:
@@ -186,7 +188,8 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     if task in done:
         return task.result()
     task.cancel()
-    raise ClientDisconnected("the client disconnected before its answer was ready")
+    stage = times.stage if times is not None else "queue"
+    raise ClientDisconnected("the client disconnected before its answer was ready", stage=stage)
 
 
 async def _disconnect(request: Request) -> None:

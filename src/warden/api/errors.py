@@ -117,7 +117,11 @@ def install_error_handlers(app: FastAPI) -> None:
             retry = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
             return error_response(request, status_for(exc), exc.code, exc.message, retry)
         if isinstance(exc, InvalidToken) and exc.subject is not None:
-            _note_subject(request, exc.subject)
+            _note(request, jwt_subject=exc.subject)
+        if isinstance(exc, DeadlineExceeded):
+            _note(request, cut_stage=exc.stage, cut_by=exc.cause)
+        if isinstance(exc, ClientDisconnected):
+            _note(request, cut_stage=exc.stage, cut_by="disconnect")
         if isinstance(exc, WardenError):
             return error_response(request, status_for(exc), exc.code, exc.message)
         if isinstance(exc, RequestValidationError):
@@ -141,11 +145,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to amend its schema
 
 
-def _note_subject(request: Request, subject: str) -> None:
-    """Give a refused token's sanitised subject (see ``InvalidToken``) to the request's audit record."""
+def _note(request: Request, **facts: str) -> None:
+    """Give the request's audit record what its error knows: a refused token's sanitised subject (see
+    ``InvalidToken``), or the stage a request was cut at and what cut it (deadline, run cap, disconnect)."""
     details = getattr(getattr(request.state, "audit", None), "details", None)
     if isinstance(details, dict):
-        details["jwt_subject"] = subject
+        details.update(facts)
 
 
 _VALIDATION_422: Final = {"$ref": "#/components/schemas/HTTPValidationError"}

@@ -68,7 +68,7 @@ async def detect(
     work = engine.detect(
         caller, resolved, [data], conf=conf, iou=iou, max_det=max_det, deadline=deadline, times=noted.times
     )
-    (found,) = await unless_disconnected(request, work)
+    (found,) = await unless_disconnected(request, work, noted.times)
     noted.found([found])
     times = noted.times
     headers = {"Server-Timing": times.server_timing(), "X-Model-Version": str(resolved.version)}

@@ -249,7 +249,7 @@ async def _infer(request: Request, caller: Principal, resolved: ResolvedModel) -
         work = engine.detect(
             caller, resolved, images, conf=conf, iou=iou, max_det=max_det, deadline=deadline, times=noted.times
         )
-        found = await unless_disconnected(request, work)
+        found = await unless_disconnected(request, work, noted.times)
         noted.found(found)
         outputs = _detection_tensors(found)
     elif info["input_name"] in tensors:
@@ -257,7 +257,11 @@ async def _infer(request: Request, caller: Principal, resolved: ResolvedModel) -
         tensor = tensors.pop(info["input_name"]).array
         if tensor.ndim > 0:
             engine.admit(caller, images=max(1, int(tensor.shape[0])))
-        raw = await unless_disconnected(request, engine.infer_raw(caller, resolved, tensor, deadline))
+        noted = facts(request)
+        noted.times = StageTimes()
+        raw = await unless_disconnected(
+            request, engine.infer_raw(caller, resolved, tensor, deadline, times=noted.times), noted.times
+        )
         outputs = [Tensor(info["output_name"], "FP32", raw)]
     else:
         given = ", ".join(tensors)

@@ -104,8 +104,17 @@ class Watchdog:
         self._watched: set[_Watched] = set()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
-        self.stopped = 0
-        """Runs this watchdog has stopped (for metrics and tests)."""
+        self._stopped: dict[str, int] = {}
+
+    @property
+    def stopped(self) -> int:
+        """Runs this watchdog has stopped, for any reason."""
+        return sum(self.stopped_by().values())
+
+    def stopped_by(self) -> dict[str, int]:
+        """Runs stopped so far by reason (``deadline``, ``run_cap``, ``disconnect``), for metrics."""
+        with self._cond:
+            return dict(self._stopped)
 
     def poke(self) -> None:
         """Look again now (a request gave up)."""
@@ -141,7 +150,7 @@ class Watchdog:
                     if reason is not None:
                         watched.cut = reason
                         watched.options.terminate = True
-                        self.stopped += 1
+                        self._stopped[reason] = self._stopped.get(reason, 0) + 1
                     else:
                         heapq.heappush(due, watched.due())
                 wait = None if not due or math.isinf(due[0]) else max(due[0] - now, 0.0) + 0.0005

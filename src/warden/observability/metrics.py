@@ -24,6 +24,10 @@ warden_audit_wait_seconds                  histogram  wait of a successful answe
 warden_http_requests_in_flight             gauge      requests being handled by this app
 warden_scheduler_running                   gauge      tenant: requests running on a worker
 warden_scheduler_queued                    gauge      tenant: requests waiting for a worker
+warden_scheduler_worker_seconds_total      counter    tenant: worker time its requests used (what fair
+                                                      queuing charges it)
+warden_runs_stopped_total                  counter    cause (deadline, run_cap, disconnect): model runs
+                                                      stopped inside ONNX Runtime (this process)
 warden_batch_size                          histogram  requests per batched model run (_count: runs)
 warden_models_resident                     gauge      sessions loaded
 warden_models_resident_bytes               gauge      model bytes of the sessions loaded
@@ -61,6 +65,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from warden import __version__
+from warden.detection.runs import DEADLINE, DISCONNECT, RUN_CAP, WATCHDOG
 from warden.observability.labels import BoundedLabels
 from warden.observability.request import FinishedRequest
 
@@ -224,6 +229,27 @@ class EngineCollector(Collector):
             queued[label] = queued.get(label, 0.0) + now_queued
         yield _per_tenant("warden_scheduler_running", "Requests running on a worker, by tenant.", running)
         yield _per_tenant("warden_scheduler_queued", "Requests waiting for a worker, by tenant.", queued)
+        used: dict[str, float] = dict.fromkeys(self._labels.tenants(), 0.0)
+        for tenant, seconds in engine.scheduler.worker_seconds().items():
+            label = self._labels.tenant(tenant)
+            used[label] = used.get(label, 0.0) + seconds
+        worker_time = CounterMetricFamily(
+            "warden_scheduler_worker_seconds",
+            "Worker time each tenant's requests used: what fair queuing charges it.",
+            labels=["tenant"],
+        )
+        for tenant, seconds in sorted(used.items()):
+            worker_time.add_metric([tenant], seconds)
+        yield worker_time
+        stopped = CounterMetricFamily(
+            "warden_runs_stopped",
+            "Model runs stopped inside ONNX Runtime, by cause (deadline, run_cap, disconnect), in this process.",
+            labels=["cause"],
+        )
+        by_cause = WATCHDOG.stopped_by()
+        for cause in (DEADLINE, RUN_CAP, DISCONNECT):
+            stopped.add_metric([cause], by_cause.get(cause, 0))
+        yield stopped
 
 
 class AuditCollector(Collector):

@@ -5,7 +5,9 @@ pixels exist at once), exactly as it would be alone (so batching never changes a
 answer); tensors of the same shape are then
 stacked into runs of at most the model's batch capacity, and each request's rows
 are postprocessed with its own thresholds. A request whose image fails to decode
-fails alone; the others still run.
+fails alone; the others still run. A shared run stops only when every request in it
+has given up (deadline passed, client gone) or it passes the version's run-time cap;
+a request that gave up while the others' run went on is answered with why it gave up.
 """
 
 from __future__ import annotations
@@ -20,16 +22,23 @@ import numpy.typing as npt
 from warden.detection import DetectionModel, Detections, ImageLimits, decode_image
 from warden.detection.letterbox import PAD_VALUE, letterbox, to_tensor
 from warden.detection.model import PreparedBatch, check_thresholds
+from warden.detection.runs import DISCONNECT, RunControl
+from warden.errors import ClientDisconnected, DeadlineExceeded
 
 
 @dataclass(slots=True)
 class StageTimes:
-    """Seconds a request spent queued, decoding, letterboxing (preprocess), and in the model and postprocessing."""
+    """Seconds a request spent queued, decoding, letterboxing (preprocess), and in the model and postprocessing.
+
+    ``stage`` is where the request is now (``queue``, ``decode``, ``preprocess``, ``inference``,
+    ``postprocess``): what an audit record names when the request is cut short.
+    """
 
     queue: float = 0.0
     decode: float = 0.0
     preprocess: float = 0.0
     inference: float = 0.0
+    stage: str = "queue"
 
     def server_timing(self) -> str:
         """The W3C ``Server-Timing`` header value, in milliseconds."""
@@ -55,6 +64,7 @@ class DetectRequest:
     max_det: int
     times: StageTimes = field(default_factory=StageTimes)
     submitted: float = field(default_factory=time.perf_counter)
+    control: RunControl = field(default_factory=RunControl)
 
 
 @dataclass(slots=True)
@@ -62,10 +72,16 @@ class _Chunk:
     owner: int
     prepared: PreparedBatch
     raw: np.ndarray | None = None
+    stopped: BaseException | None = None
 
 
-def detect_many(model: DetectionModel, requests: Sequence[DetectRequest]) -> list[list[Detections] | BaseException]:
-    """Detect every request's images with as few model runs as shapes and batch capacity allow."""
+def detect_many(
+    model: DetectionModel, requests: Sequence[DetectRequest], cap: float | None = None
+) -> list[list[Detections] | BaseException]:
+    """Detect every request's images with as few model runs as shapes and batch capacity allow.
+
+    ``cap``: the version's run-time cap, seconds per image of a run (``None``: uncapped).
+    """
     outcomes: list[list[Detections] | BaseException] = [[] for _ in requests]
     chunks: list[_Chunk] = []
     for index, request in enumerate(requests):
@@ -74,16 +90,27 @@ def detect_many(model: DetectionModel, requests: Sequence[DetectRequest]) -> lis
             chunks.extend(_Chunk(index, prepared) for prepared in _prepare_each(model, request))
         except Exception as exc:
             outcomes[index] = exc
+    for request in requests:
+        request.times.stage = "inference"
     started = time.perf_counter()
     try:
-        _infer(model, chunks)
+        _infer(model, chunks, [request.control for request in requests], cap)
     except Exception as exc:
         return [exc if not isinstance(o, BaseException) else o for o in outcomes]
     shared = time.perf_counter() - started
+    now = time.monotonic()
+    for index, request in enumerate(requests):
+        gave_up = request.control.given_up(now)
+        if gave_up is not None and not isinstance(outcomes[index], BaseException):
+            outcomes[index] = _gave_up(gave_up)
     for chunk in chunks:
-        outcome, request = outcomes[chunk.owner], requests[chunk.owner]
+        request = requests[chunk.owner]
+        if chunk.stopped is not None and not isinstance(outcomes[chunk.owner], BaseException):
+            outcomes[chunk.owner] = chunk.stopped
+        outcome = outcomes[chunk.owner]
         if isinstance(outcome, BaseException) or chunk.raw is None:
             continue
+        request.times.stage = "postprocess"
         begun = time.perf_counter()
         try:
             outcome.extend(
@@ -113,8 +140,10 @@ def _prepare_each(model: DetectionModel, request: DetectRequest) -> list[Prepare
     fitted: list[npt.NDArray[np.uint8]] = []
     for data in request.images:
         begun = time.perf_counter()
+        request.times.stage = "decode"
         rgb = decode_image(data, request.limits)
         decoded = time.perf_counter()
+        request.times.stage = "preprocess"
         shapes.append((int(rgb.shape[0]), int(rgb.shape[1])))
         fitted.append(letterbox(rgb, info.input_hw, auto=True, stride=1))
         del rgb
@@ -134,7 +163,13 @@ def _prepare_each(model: DetectionModel, request: DetectRequest) -> list[Prepare
     return batches
 
 
-def _infer(model: DetectionModel, chunks: list[_Chunk]) -> None:
+def _gave_up(reason: str) -> BaseException:
+    if reason == DISCONNECT:
+        return ClientDisconnected("the client disconnected while the model ran", stage="inference")
+    return DeadlineExceeded("the deadline passed while the model ran", stage="inference")
+
+
+def _infer(model: DetectionModel, chunks: list[_Chunk], controls: list[RunControl], cap: float | None) -> None:
     """Fill each chunk's raw output, stacking chunks of equal tensor shape up to the batch capacity."""
     by_shape: dict[tuple[int, ...], list[_Chunk]] = {}
     for chunk in chunks:
@@ -146,17 +181,23 @@ def _infer(model: DetectionModel, chunks: list[_Chunk]) -> None:
         for chunk in group:
             size = chunk.prepared.tensor.shape[0]
             if run and (rows + size > capacity or model.info.batch is not None):  # a fixed batch never stacks
-                _run(model, run)
+                _run(model, run, controls, cap)
                 run, rows = [], 0
             run.append(chunk)
             rows += size
         if run:
-            _run(model, run)
+            _run(model, run, controls, cap)
 
 
-def _run(model: DetectionModel, run: list[_Chunk]) -> None:
+def _run(model: DetectionModel, run: list[_Chunk], controls: list[RunControl], cap: float | None) -> None:
     tensors = [chunk.prepared.tensor for chunk in run]
-    raw = model.infer(tensors[0] if len(tensors) == 1 else np.concatenate(tensors))
+    waiting = [controls[owner] for owner in dict.fromkeys(chunk.owner for chunk in run)]
+    try:
+        raw = model.infer(tensors[0] if len(tensors) == 1 else np.concatenate(tensors), controls=waiting, cap=cap)
+    except (DeadlineExceeded, ClientDisconnected) as stopped:  # this run's requests only: the others run on
+        for chunk in run:
+            chunk.stopped = stopped
+        return
     offset = 0
     for chunk in run:
         size = chunk.prepared.tensor.shape[0]

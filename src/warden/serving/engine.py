@@ -3,14 +3,17 @@
 ``/v1``, ``/v2`` and tests all call the same methods. A request is admitted (rate,
 daily cap) before its body is read; its decode and inference then run as one job
 on the fair scheduler, on a session borrowed from the residency manager, so
-one tenant's flood waits in its own queue instead of everyone's.
+one tenant's flood waits in its own queue instead of everyone's. Every model run is
+stoppable (:mod:`warden.detection.runs`): it ends when the request's deadline passes, its
+client leaves, or the run passes its version's run-time cap, and its worker is free at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -21,6 +24,7 @@ import onnxruntime as ort
 from warden.detection import DetectionModel, Detections, ImageLimits
 from warden.detection.model import DEFAULT_MEMORY_LIMIT
 from warden.detection.providers import CPU, providers_for
+from warden.detection.runs import RunControl
 from warden.registry import BlobStore, ResolvedModel
 from warden.serving.admission import Admission
 from warden.serving.batching import DetectRequest, StageTimes, detect_many
@@ -40,16 +44,20 @@ GPU_QUEUE_DELAY_MS: Final = 2.0
 class EngineOptions:
     """How the engine uses the machine: workers, ONNX Runtime threads per session, device, memory budget.
 
-    ``headroom``: shared workers kept free for other tenants while more than one is active.
+    ``headroom``: shared workers kept free for other tenants while more than one is active (``None``:
+    the scheduler's automatic choice, one when there are two workers or more).
     ``session_memory_limit``: bytes each session's runs may allocate (``WARDEN_SESSION_MEMORY_LIMIT``).
+    ``max_run_ms``: the longest any run may take, per image (``WARDEN_MAX_RUN_MS``), the warm-up run of a
+    session loaded for serving included.
     """
 
     workers: int = max(1, os.cpu_count() or 1)
     threads: int | None = 1
     device: str = "cpu"
     memory_budget: int | None = None
-    headroom: int = 0
+    headroom: int | None = None
     session_memory_limit: int = DEFAULT_MEMORY_LIMIT
+    max_run_ms: float = 10_000.0
 
 
 class DetectionEngine:
@@ -105,18 +113,28 @@ class DetectionEngine:
         times: StageTimes | None = None,
     ) -> list[Detections]:
         """Decode and detect ``images`` with the resolved version, as one fairly scheduled job."""
-        request = DetectRequest(images, self.image_limits(caller), conf, iou, max_det, times or StageTimes())
+        control = RunControl(deadline)
+        request = DetectRequest(
+            images, self.image_limits(caller), conf, iou, max_det, times or StageTimes(), control=control
+        )
         size, delay = self.batching(resolved)
         if size > 1:
             return await self._run_batched(caller, resolved, request, size, delay, deadline=deadline)
+        cap = self.run_cap(resolved)
 
         def work(model: DetectionModel) -> list[Detections]:
-            (outcome,) = detect_many(model, [request])
+            (outcome,) = detect_many(model, [request], cap)
             if isinstance(outcome, BaseException):
                 raise outcome
             return outcome
 
-        return await self._run(caller, resolved, work, deadline=deadline, cost=len(images), times=request.times)
+        return await self._run(
+            caller, resolved, work, deadline=deadline, cost=len(images), times=request.times, control=control
+        )
+
+    def run_cap(self, resolved: ResolvedModel) -> float:
+        """Seconds one image's run of the version may take: its run-time cap, within ``WARDEN_MAX_RUN_MS``."""
+        return min(resolved.run_cap_ms, self._options.max_run_ms) / 1000
 
     def batching(self, resolved: ResolvedModel) -> tuple[int, float]:
         """The version's ``(max_batch_size, max_queue_delay_seconds)``: its own settings, else the device's default.
@@ -133,15 +151,27 @@ class DetectionEngine:
         return size, delay / 1000
 
     async def infer_raw(
-        self, caller: Principal, resolved: ResolvedModel, tensor: npt.NDArray[Any], deadline: float | None = None
+        self,
+        caller: Principal,
+        resolved: ResolvedModel,
+        tensor: npt.NDArray[Any],
+        deadline: float | None = None,
+        times: StageTimes | None = None,
     ) -> npt.NDArray[np.float32]:
         """Run a caller-built input tensor (Triton-style pass-through) and return the raw output."""
+        control, cap, noted = RunControl(deadline), self.run_cap(resolved), times or StageTimes()
+
+        def work(model: DetectionModel) -> npt.NDArray[np.float32]:
+            checked = model.check_input(tensor)
+            noted.stage = "inference"
+            begun = time.perf_counter()
+            try:
+                return model.infer(checked, controls=[control], cap=cap)
+            finally:
+                noted.inference = time.perf_counter() - begun
+
         return await self._run(
-            caller,
-            resolved,
-            lambda model: model.infer(model.check_input(tensor)),
-            deadline=deadline,
-            cost=tensor.shape[0],
+            caller, resolved, work, deadline=deadline, cost=tensor.shape[0], times=noted, control=control
         )
 
     async def warm(self, caller: Principal, resolved: ResolvedModel) -> None:
@@ -169,6 +199,7 @@ class DetectionEngine:
         deadline: float | None,
         cost: float,
         times: StageTimes | None = None,
+        control: RunControl | None = None,
     ) -> T:
         quota = caller.quota
         dedicated = caller.tenant_name if quota.isolation == DEDICATED else None
@@ -179,11 +210,13 @@ class DetectionEngine:
         def job() -> T:
             if times is not None:
                 times.queue = time.perf_counter() - submitted
+                times.stage = "load"  # the session may have to be loaded first
             with self.residency.use(resolved.sha256, owner) as model:
                 return work(model)
 
         share = _share(caller, dedicated)
-        return await self.scheduler.run(_tenant_key(caller), job, share=share, deadline=deadline, cost=max(cost, 1.0))
+        run = self.scheduler.run(_tenant_key(caller), job, share=share, deadline=deadline, cost=max(cost, 1.0))
+        return await _stopping_on_cancel(run, control)
 
     async def _run_batched(
         self,
@@ -198,16 +231,19 @@ class DetectionEngine:
         dedicated = caller.tenant_name if caller.quota.isolation == DEDICATED else None
         owner = _owner(caller, resolved)
 
+        cap = self.run_cap(resolved)
+
         def run(requests: Sequence[DetectRequest]) -> list[list[Detections] | BaseException]:
             started = time.perf_counter()
             for queued in requests:
                 queued.times.queue = started - queued.submitted
+                queued.times.stage = "load"
             with self.residency.use(resolved.sha256, owner) as model:
-                return detect_many(model, requests)
+                return detect_many(model, requests, cap)
 
         # Requests batch together only when they would share a session anyway.
         policy = Batching(key=(resolved.sha256, owner), max_size=size, max_delay=delay, run=run)
-        found: list[Detections] = await self.scheduler.run_batched(
+        batched = self.scheduler.run_batched(
             _tenant_key(caller),
             request,
             policy,
@@ -215,6 +251,7 @@ class DetectionEngine:
             deadline=deadline,
             cost=max(len(request.images), 1),
         )
+        found: list[Detections] = await _stopping_on_cancel(batched, request.control)
         return found
 
     def _load(self, digest: str) -> tuple[DetectionModel, int]:
@@ -228,8 +265,19 @@ class DetectionEngine:
             memory_limit=options.session_memory_limit,
         )
         height, width = model.info.input_hw
-        model.detect_rgb([np.zeros((height, width, 3), dtype=np.uint8)])  # warm-up run before serving
+        blank = model.prepare([np.zeros((height, width, 3), dtype=np.uint8)])
+        model.infer(blank.tensor, cap=options.max_run_ms / 1000)  # warm-up run before serving, stoppable too
         return model, len(data)
+
+
+async def _stopping_on_cancel(work: Awaitable[T], control: RunControl | None) -> T:
+    """Await ``work``; if the awaiting task is cancelled (its client left), stop the run made for it too."""
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if control is not None:
+            control.cancel()
+        raise
 
 
 def _tenant_key(caller: Principal) -> str:
