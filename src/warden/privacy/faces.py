@@ -36,9 +36,9 @@ import onnx
 import onnxruntime as ort
 
 from warden.detection import DetectionModel, RGBImage
-from warden.detection.session import session_options
 from warden.detection.nms import nms
 from warden.detection.providers import TENSORRT, check_active, providers_for
+from warden.detection.session import session_options
 from warden.errors import EngineUnavailable, InvalidArgument, InvalidModel, ModelError, UnsupportedModel
 
 DEFAULT_MIN_SCORE: Final = 0.2
