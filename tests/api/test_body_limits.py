@@ -92,6 +92,7 @@ JSON_ROUTES = [
     ("POST", "/admin/tenants/alpha/keys"),
     ("PUT", "/admin/tenants/alpha/models/tiny/aliases/stable"),
     ("PUT", "/admin/tenants/alpha/models/tiny/versions/1/batching"),
+    ("PUT", "/admin/tenants/alpha/models/tiny/versions/1/run-cap"),
 ]
 UPLOAD_ROUTES = [
     ("POST", "/admin/tenants/alpha/models/big", "application/octet-stream"),

@@ -468,6 +468,13 @@ ADMIN_ROUTES = [
     AdminRoute(
         "set batching", "PUT", "/admin/tenants/{tenant}/models/tiny/versions/1/batching", json={"max_batch_size": None}
     ),
+    AdminRoute(
+        "set run cap",
+        "PUT",
+        "/admin/tenants/{tenant}/models/tiny/versions/1/run-cap",
+        json={"run_cap_ms": None},
+        operator_only=True,
+    ),
     AdminRoute("push model", "POST", "/admin/tenants/{tenant}/models/tiny", changes_state=True, upload=True),
     AdminRoute("remove model", "DELETE", "/admin/tenants/{tenant}/models/tiny", changes_state=True),
     AdminRoute("suspend tenant", "POST", "/admin/tenants/{tenant}/suspend", operator_only=True, changes_state=True),

@@ -137,6 +137,11 @@ OPERATIONS = (
         "/admin/tenants/{name}/models/{model}/versions/{version}/batching",
         {"name": "alpha", "model": "tiny", "version": "1"},
     ),
+    Operation(
+        "PUT",
+        "/admin/tenants/{name}/models/{model}/versions/{version}/run-cap",
+        {"name": "alpha", "model": "tiny", "version": "1"},
+    ),
     Operation("GET", "/admin/audit"),
     Operation("GET", "/admin/audit/export"),
     Operation("POST", "/admin/audit/verify"),
