@@ -250,19 +250,16 @@ def test_each_request_gets_its_own_stage_times(monkeypatch: pytest.MonkeyPatch) 
 def spinner_requests(*controls: RunControl) -> list[DetectRequest]:
     secret = np.zeros((64, 64, 3), dtype=np.uint8)
     secret[0, 0] = (*hostile.SECRET_PIXEL, 0)
+    image = encode(Image.fromarray(secret), "PNG")
     return [
-        DetectRequest(images=[encode(Image.fromarray(secret), "PNG")], limits=LIMITS, conf=0.25, iou=0.7, max_det=300)
-        for _ in controls
+        DetectRequest(images=[image], limits=LIMITS, conf=0.25, iou=0.7, max_det=300, control=control)
+        for control in controls
     ]
 
 
 def test_a_shared_run_is_answered_to_those_still_waiting_and_not_to_one_that_gave_up() -> None:
     model = DetectionModel.load(hostile.spinning("secret", 200_000, dynamic_batch=True))  # a fraction of a second
-    gone, waiting = RunControl(time.monotonic() - 1), RunControl()
-    requests = spinner_requests(gone, waiting)
-    for req, control in zip(requests, (gone, waiting), strict=True):
-        req.control = control
-    first, second = detect_many(model, requests)
+    first, second = detect_many(model, spinner_requests(RunControl(time.monotonic() - 1), RunControl()))
     assert isinstance(first, DeadlineExceeded)
     assert first.stage == "inference"
     assert not isinstance(second, BaseException)
@@ -271,11 +268,7 @@ def test_a_shared_run_is_answered_to_those_still_waiting_and_not_to_one_that_gav
 
 def test_runs_of_requests_that_all_gave_up_are_not_made_and_fail_no_one_else() -> None:
     model = DetectionModel.load(hostile.spinning("secret", 200_000))  # a fixed batch: one run per request
-    gone, waiting = RunControl(time.monotonic() - 1), RunControl()
-    requests = spinner_requests(gone, waiting)
-    for req, control in zip(requests, (gone, waiting), strict=True):
-        req.control = control
-    first, second = detect_many(model, requests)
+    first, second = detect_many(model, spinner_requests(RunControl(time.monotonic() - 1), RunControl()))
     assert isinstance(first, DeadlineExceeded)
     assert not isinstance(second, BaseException)
 
