@@ -49,7 +49,7 @@ def test_when_migrations_run_twice_then_the_schema_is_complete_and_unchanged(bac
             db.migrate()
             assert set(inspect(db.engine).get_table_names()) >= TABLES
             with db.engine.connect() as connection:
-                assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0010"
+                assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0011"
                 # The migrations build exactly the schema the table classes declare.
                 assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         finally:

@@ -20,6 +20,7 @@ from warden.storage.tables import (
     ServerMeta,
     Tenant,
 )
+from warden.storage.vault_tables import SealedObject, TenantKey
 
 __all__ = [
     "ApiKey",
@@ -34,6 +35,8 @@ __all__ = [
     "Model",
     "ModelAlias",
     "ModelVersion",
+    "SealedObject",
     "ServerMeta",
     "Tenant",
+    "TenantKey",
 ]
