@@ -16,13 +16,17 @@ map codes to status codes and exit codes in one place each.
     │   └── InvalidToken           invalid_token   (a JWT refused: size, signature, lifetime or a claim)
     ├── Forbidden                  forbidden
     │   ├── TenantNotServed        tenant_not_served (a replica dedicated to other tenants)
-    │   └── CsrfFailed             csrf_failed     (a console request without its session's CSRF token)
+    │   ├── CsrfFailed             csrf_failed     (a console request without its session's CSRF token)
+    │   └── SelfApproval           self_approval   (the principal that requested an approval may not decide it)
     ├── NotFound                   not_found
     │   ├── TenantNotFound         tenant_not_found
     │   ├── KeyNotFound            key_not_found
     │   ├── ModelNotFound          model_not_found
+    │   ├── ObjectErased           object_erased   (an object of the vault whose key was destroyed)
     │   └── ApprovalNotFound       approval_not_found
     ├── Conflict                   conflict
+    │   ├── ApprovalNotPending     approval_not_pending  (approve, reject or withdraw a request no longer pending)
+    │   └── ApprovalNotApproved    approval_not_approved (revoke a request that was never approved)
     ├── StorageCorrupt             storage_corrupt
     ├── AuditUnsealed              audit_unsealed  (an audit stream's tail has no clean-close checkpoint)
     ├── AuditResumed               audit_resumed   (an audit stream was taken over after a writer that did not close)
@@ -173,6 +177,15 @@ class CsrfFailed(Forbidden):
     code = "csrf_failed"
 
 
+class SelfApproval(Forbidden):
+    """The principal that requested an approval tried to decide it (the same key id, or the same JWT subject).
+
+    Separation of duties: whoever asks to process data is never the one who allows it.
+    """
+
+    code = "self_approval"
+
+
 class NotFound(WardenError):
     """A named thing does not exist for the caller (which says nothing of other tenants)."""
 
@@ -197,6 +210,12 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class ObjectErased(NotFound):
+    """The object was erased: its data key is destroyed, so no copy of its bytes can be decrypted."""
+
+    code = "object_erased"
+
+
 class ApprovalNotFound(NotFound):
     """No data-processing approval with that id."""
 
@@ -207,6 +226,18 @@ class Conflict(WardenError):
     """The thing to create exists already, or the change contradicts the current state."""
 
     code = "conflict"
+
+
+class ApprovalNotPending(Conflict):
+    """A request no longer pending (decided, withdrawn or expired) cannot be approved, rejected or withdrawn."""
+
+    code = "approval_not_pending"
+
+
+class ApprovalNotApproved(Conflict):
+    """An approval request that was never approved (pending, rejected or withdrawn) cannot be revoked."""
+
+    code = "approval_not_approved"
 
 
 class StorageCorrupt(WardenError):
@@ -289,6 +320,7 @@ class ApprovalRefusal(StrEnum):
     """Why a job was not admitted under an approval; the values are stable and appear in audit records."""
 
     NOT_FOUND = "not_found"
+    NOT_APPROVED = "not_approved"
     REVOKED = "revoked"
     EXPIRED = "expired"
     EXHAUSTED = "exhausted"

@@ -13,6 +13,7 @@ from warden.storage.db import private_directory
 from warden.tenancy import Authenticator, JwtVerifier, TenantService, load_server_secret
 from warden.tenancy.keys import previous_secrets
 from warden.tenancy.sessions import ConsoleSessions
+from warden.vault import SecretKeyWrapper, Vault
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,15 @@ class Services:
     audit: AuditLog
     approvals: ApprovalService
     console: ConsoleSessions
+    vault: Vault
+
+    def delete_tenant(self, name: str) -> tuple[int, set[str]]:
+        """Delete a tenant with its keys and models, destroy its vault key and objects, then the model blobs
+        nobody else uses; ``(objects erased, blobs removed)``."""
+        tenant_id = self.tenants.tenant_id(name)
+        erased = self.vault.forget_tenant(tenant_id)
+        self.tenants.delete_tenant(name)
+        return erased, self.registry.collect_garbage()
 
     def close(self) -> None:
         """Commit and seal the audit records still queued, then release database connections."""
@@ -92,4 +102,5 @@ def _wire(settings: Settings, db: Database) -> Services:
         audit=AuditLog.from_settings(db, settings, secret, previous),
         approvals=ApprovalService(db),
         console=ConsoleSessions(db, tenants, secret, settings.console_session_seconds),
+        vault=Vault(db, SecretKeyWrapper(secret, previous), settings.data_dir / "vault"),
     )

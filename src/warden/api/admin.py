@@ -206,8 +206,7 @@ async def delete_tenant(name: str, request: Request, caller: Admin) -> Response:
     _act(request, "tenant.delete", name)
     _operator(caller)
     services = _services(request)
-    await run_in_threadpool(services.tenants.delete_tenant, name)
-    await run_in_threadpool(services.registry.collect_garbage)
+    await run_in_threadpool(services.delete_tenant, name)
     return Response(status_code=204)
 
 

@@ -155,9 +155,8 @@ def delete(
         question = f"Delete tenant {name!r} with all its API keys and models? This cannot be undone."
         if not yes and not confirm(question):
             fail(ABORTED, f"tenant {name!r} was not deleted (confirm, or pass --yes)")
-        services.tenants.delete_tenant(name)
-        freed = services.registry.collect_garbage()
-        audited(services, "tenant.delete", name, blobs_removed=len(freed))
+        erased, freed = services.delete_tenant(name)
+        audited(services, "tenant.delete", name, blobs_removed=len(freed), objects_erased=erased)
     if as_json:
         emit_json({"name": name, "deleted": True, "blobs_removed": len(freed)})
     else:
