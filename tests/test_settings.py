@@ -41,6 +41,9 @@ def test_when_variables_and_overrides_are_given_then_overrides_win(monkeypatch: 
         ("WARDEN_JOB_IMAGE_ALLOWLIST", "registry.example/team/*", "job_image_allowlist"),
         ("WARDEN_JOB_IMAGE_ALLOWLIST", '["registry.example/t@sha256:12"]', "job_image_allowlist"),
         ("WARDEN_JOB_IMAGE_ALLOWLIST", '["registry.example/t:latest trainer"]', "job_image_allowlist"),
+        ("WARDEN_MAX_DATASET_BYTES", "0", "max_dataset_bytes"),
+        ("WARDEN_DATASET_QUOTA_BYTES", "-1", "dataset_quota_bytes"),
+        ("WARDEN_DATASET_QUOTA_BYTES", "lots", "dataset_quota_bytes"),
     ],
 )
 def test_when_a_variable_is_unknown_or_invalid_then_start_up_stops_naming_it(
@@ -94,3 +97,9 @@ def test_the_job_image_allow_list_is_a_json_list_of_repositories_or_pinned_image
     pinned = "registry.example/team/trainer@sha256:" + "a" * 64
     monkeypatch.setenv("WARDEN_JOB_IMAGE_ALLOWLIST", f'["registry.example/team/*", "{pinned}"]')
     assert load_settings().job_image_allowlist == ["registry.example/team/*", pinned]
+
+
+def test_dataset_limits_default_to_256_mib_uploads_and_10_gib_stored_staged_in_dev_shm() -> None:
+    settings = load_settings()
+    assert (settings.max_dataset_bytes, settings.dataset_quota_bytes) == (256 * 1024**2, 10 * 1024**3)
+    assert settings.staging_dir == Path("/dev/shm")  # noqa: S108

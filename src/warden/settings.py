@@ -289,6 +289,25 @@ class Settings(BaseSettings):
         description="Default for `warden job run --max-log`: bytes of stdout and stderr together a job may write; "
         "past it nothing more is kept or shown and the job is stopped (limit_exceeded).",
     )
+    # --- datasets (warden.datasets) ---
+    max_dataset_bytes: int = Field(
+        default=256 * 1024**2,
+        ge=1,
+        description="Largest dataset upload (POST /v1/datasets/{name}, `warden dataset push`), in bytes; "
+        "past it 413 payload_too_large.",
+    )
+    dataset_quota_bytes: int = Field(
+        default=10 * 1024**3,
+        ge=0,
+        description="Bytes of de-identified datasets a tenant may keep stored (erased versions do not count); "
+        "past it 429 storage_quota_exceeded.",
+    )
+    staging_dir: Path = Field(
+        default=Path("/dev/shm"),  # noqa: S108 (each push makes its own 0700 folder there with mkdtemp)
+        description="Where an upload and its de-identified result are staged while de-identification runs "
+        "(a private 0700 folder, removed after each push); it must be on a memory filesystem (tmpfs), so raw "
+        "data never reaches a disk in clear: otherwise pushes are refused with staging_unavailable.",
+    )
     # --- observability (warden.observability) ---
     metrics_public: bool = Field(
         default=False,
