@@ -1,9 +1,16 @@
-"""Approvals: a declared purpose, the content hashes of the datasets it covers, and its limits.
+"""Approvals: a declared purpose, the datasets it covers, its limits, and who asked and who allowed it.
 
-A training job on personal data starts only under an approval (see :mod:`warden.jobs.admission`).
-An approval names its datasets by content, not by path: a file by its sha256, a directory by
-:func:`content_sha256` over its tree, so an approval given for one dataset does not cover the
-same path once its content has changed. Symbolic links are refused anywhere in a dataset.
+A training job on personal data starts only under an approved approval (see :mod:`warden.jobs.admission`).
+Two kinds exist. One recorded on the host (``warden approval create``) names its datasets by
+content, not by path: a file by its sha256, a directory by :func:`content_sha256` over its tree,
+so an approval given for one dataset does not cover the same path once its content has changed
+(symbolic links are refused anywhere in a dataset); it is an operator's approval, approved from
+the start. A tenant's request (:mod:`warden.jobs.approval_requests`) names datasets of its dataset
+service as ``name:version`` and is ``pending`` until an approver who did not request it decides.
+
+Its :class:`ApprovalState` at a moment: ``pending``, ``rejected``, ``withdrawn`` or ``revoked`` as
+decided; an approved one is ``expired`` past its expiry, ``exhausted`` when its runs are used, else
+``active``: only an active one admits a job.
 
 Every run taken under an approval is counted by one conditional UPDATE (:meth:`ApprovalService.consume`):
 the database, not the caller, decides whether the last of ``max_runs`` is still free, whether the
@@ -27,7 +34,7 @@ from typing import Final
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from warden.errors import ApprovalNotFound, ApprovalRefusal, ApprovalRefused, InvalidArgument
+from warden.errors import ApprovalNotApproved, ApprovalNotFound, ApprovalRefusal, ApprovalRefused, InvalidArgument
 from warden.storage import Database
 from warden.storage.tables import Approval, ApprovalDataset, utcnow
 
@@ -40,10 +47,28 @@ MAX_DATASETS: Final = 15
 _CHUNK: Final = 1 << 20
 
 
+HOST_KIND: Final = "cli"
+"""``requested_by_kind`` of an approval recorded on the host's command line (its principal is ``cli:<user>``)."""
+
+
+class Decision(StrEnum):
+    """What was decided about an approval, as stored: pending, then approved, rejected or withdrawn; approved, then
+    revoked."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+    REVOKED = "revoked"
+
+
 class ApprovalState(StrEnum):
     """Whether an approval admits jobs now; anything but ``active`` is the refusal's reason."""
 
     ACTIVE = "active"
+    PENDING = "pending"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
     REVOKED = "revoked"
     EXPIRED = "expired"
     EXHAUSTED = "exhausted"
@@ -58,8 +83,24 @@ class Dataset:
 
 
 @dataclass(frozen=True, slots=True)
+class DatasetRef:
+    """A dataset of a tenant's dataset service, by name and version; admission resolves it to a content hash."""
+
+    name: str
+    version: int
+
+    def __str__(self) -> str:
+        """``name:version``, as requests write it."""
+        return f"{self.name}:{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
 class ApprovalView:
-    """An approval as the CLI shows it and admission checks it."""
+    """An approval as the CLI and the API show it and admission checks it.
+
+    ``datasets`` are a host approval's hashed datasets, ``dataset_refs`` a tenant request's
+    ``name:version`` datasets. ``tenant_id`` is ``None`` for an approval recorded on the host.
+    """
 
     id: str
     purpose: str
@@ -71,13 +112,33 @@ class ApprovalView:
     runs_used: int
     revoked_at: datetime | None
     allow_identifiers: bool
+    tenant_id: int | None
+    tenant: str | None
+    decision: Decision
+    requested_by: str
+    requested_by_kind: str
+    decided_by: str | None
+    decided_at: datetime | None
+    reason: str | None
+    revoked_by: str | None
+    revoke_reason: str | None
+    dataset_refs: tuple[DatasetRef, ...]
+    runtimes: tuple[str, ...] | None
+    max_gpus: int
 
     def state(self, now: datetime) -> ApprovalState:
-        """Revoked first, then expired (``now`` at or past ``expires_at``), then exhausted, else active."""
-        if self.revoked_at is not None:
+        """Revoked, rejected or withdrawn as decided; then expired (``now`` at or past ``expires_at``, pending or
+        approved); then pending; then exhausted; else active."""
+        if self.decision is Decision.REVOKED or self.revoked_at is not None:
             return ApprovalState.REVOKED
+        if self.decision is Decision.REJECTED:
+            return ApprovalState.REJECTED
+        if self.decision is Decision.WITHDRAWN:
+            return ApprovalState.WITHDRAWN
         if self.expires_at is not None and now >= self.expires_at:
             return ApprovalState.EXPIRED
+        if self.decision is Decision.PENDING:
+            return ApprovalState.PENDING
         if self.max_runs is not None and self.runs_used >= self.max_runs:
             return ApprovalState.EXHAUSTED
         return ApprovalState.ACTIVE
@@ -148,14 +209,22 @@ def check_purpose(purpose: str) -> str:
 
 
 class ApprovalService:
-    """Owns the ``approvals`` and ``approval_datasets`` tables; every method is one transaction.
+    """Owns the ``approvals``, ``approval_datasets`` and ``approval_dataset_refs`` tables; every method is one
+    transaction.
 
-    ``clock`` gives the current time (aware, UTC); tests pass a fixed one to probe expiry.
+    ``clock`` gives the current time (aware, UTC); tests pass a fixed one to probe expiry. Tenants'
+    requests and their decisions go through :class:`~warden.jobs.approval_requests.ApprovalDesk`
+    over this service.
     """
 
     def __init__(self, db: Database, clock: Callable[[], datetime] = utcnow) -> None:
         self._db = db
         self._clock = clock
+
+    @property
+    def db(self) -> Database:
+        """The database the approvals are kept in."""
+        return self._db
 
     def now(self) -> datetime:
         """The service's current time."""
@@ -171,11 +240,12 @@ class ApprovalService:
         max_runs: int | None = None,
         allow_identifiers: bool = False,
     ) -> ApprovalView:
-        """Record an approval for ``purpose`` over ``datasets`` (hashed now); its id is random and URL-safe.
+        """Record an operator's approval for ``purpose`` over ``datasets`` (hashed now); its id is random and URL-safe.
 
-        ``InvalidArgument`` for an empty or long purpose, no datasets, more than :data:`MAX_DATASETS`,
-        a naive or past ``expires_at``, ``max_runs`` below 1, or a dataset with links in it; ``OSError``
-        when a dataset cannot be read.
+        It is bound to no tenant and approved at once: requested and decided by ``cli:<created_by>``
+        (the host's user). ``InvalidArgument`` for an empty or long purpose, no datasets, more than
+        :data:`MAX_DATASETS`, a naive or past ``expires_at``, ``max_runs`` below 1, or a dataset with
+        links in it; ``OSError`` when a dataset cannot be read.
         """
         check_purpose(purpose)
         if not datasets:
@@ -185,48 +255,58 @@ class ApprovalService:
                 f"an approval covers at most {MAX_DATASETS} datasets; put related files in one directory"
             )
         now = self._clock()
-        if expires_at is not None:
-            if expires_at.tzinfo is None:
-                raise InvalidArgument("the expiry needs a UTC offset (e.g. 2026-12-31T00:00:00+00:00)")
-            if expires_at <= now:
-                raise InvalidArgument(f"the expiry {expires_at.isoformat()} is not in the future")
-        if max_runs is not None and max_runs < 1:
-            raise InvalidArgument(f"max runs must be at least 1, got {max_runs}")
+        check_limits(now, expires_at, max_runs)
         hashed = [Dataset(str(path), content_sha256(path)) for path in datasets]
-        row = Approval(
-            id=ID_PREFIX + secrets.token_urlsafe(12),
+        operator = f"{HOST_KIND}:{created_by}"
+        row = new_row(
+            now,
             purpose=purpose,
-            created_at=now,
             created_by=created_by,
             expires_at=expires_at,
             max_runs=max_runs,
-            runs_used=0,
-            revoked_at=None,
             allow_identifiers=allow_identifiers,
+            state=Decision.APPROVED.value,
+            requested_by=operator,
+            requested_by_kind=HOST_KIND,
+            decided_by=operator,
+            decided_at=now,
             datasets=[ApprovalDataset(position=n, path=d.path, sha256=d.sha256) for n, d in enumerate(hashed)],
         )
         with self._db.session() as session:
             session.add(row)
             session.flush()
-            return _view(row)
+            return view_of(row)
 
     def get(self, approval_id: str) -> ApprovalView:
-        """One approval by id; ``ApprovalNotFound`` otherwise."""
+        """One approval by id, of any tenant or none; ``ApprovalNotFound`` otherwise."""
         with self._db.session() as session:
-            return _view(_approval(session, approval_id))
+            return view_of(find(session, approval_id, None))
 
     def list_approvals(self) -> list[ApprovalView]:
-        """Every approval, oldest first."""
+        """Every approval, of every tenant and the host's, oldest first."""
         with self._db.session() as session:
-            return [_view(a) for a in session.scalars(select(Approval).order_by(Approval.created_at, Approval.id))]
+            return [view_of(a) for a in session.scalars(select(Approval).order_by(Approval.created_at, Approval.id))]
 
-    def revoke(self, approval_id: str) -> ApprovalView:
-        """Revoke an approval (idempotent: the first revocation's time is kept); no job starts under it again."""
+    def revoke(
+        self, approval_id: str, *, by: str | None = None, reason: str | None = None, tenant_id: int | None = None
+    ) -> ApprovalView:
+        """Revoke an approved approval: no job starts under it again (idempotent: the first revocation is kept).
+
+        ``by`` is the revoking principal's id, ``reason`` why; with ``tenant_id``, only an approval of
+        that tenant is found (another's answers ``ApprovalNotFound``, like a missing one). A request
+        that was never approved (pending, rejected, withdrawn) is ``ApprovalNotApproved``.
+        """
         with self._db.session() as session:
-            row = _approval(session, approval_id)
-            if row.revoked_at is None:
-                row.revoked_at = self._clock()
-            return _view(row)
+            row = find(session, approval_id, tenant_id)
+            if row.state == Decision.REVOKED.value or row.revoked_at is not None:
+                return view_of(row)
+            if row.state != Decision.APPROVED.value:
+                raise ApprovalNotApproved(f"approval {row.id} is {row.state}, not approved: there is nothing to revoke")
+            row.state = Decision.REVOKED.value
+            row.revoked_at = self._clock()
+            row.revoked_by = by
+            row.revoke_reason = reason
+            return view_of(row)
 
     def consume(self, approval_id: str) -> ApprovalView:
         """Take one run of an approval, atomically; ``ApprovalRefused`` when it is not active.
@@ -242,6 +322,7 @@ class ApprovalService:
                 update(Approval)
                 .where(
                     Approval.id == approval_id,
+                    Approval.state == Decision.APPROVED.value,
                     Approval.revoked_at.is_(None),
                     Approval.expires_at.is_(None) | (Approval.expires_at > now),
                     Approval.max_runs.is_(None) | (Approval.runs_used < Approval.max_runs),
@@ -252,8 +333,8 @@ class ApprovalService:
             )
             row = session.get(Approval, approval_id, populate_existing=True)
             if taken is None or row is None:
-                raise refusal(None if row is None else _view(row), now, approval_id)
-            return _view(row)
+                raise refusal(None if row is None else view_of(row), now, approval_id)
+            return view_of(row)
 
 
 def refusal(approval: ApprovalView | None, now: datetime, approval_id: str) -> ApprovalRefused:
@@ -261,6 +342,10 @@ def refusal(approval: ApprovalView | None, now: datetime, approval_id: str) -> A
     if approval is None:
         return ApprovalRefused(ApprovalRefusal.NOT_FOUND, f"no approval with id {approval_id!r}")
     state = approval.state(now)
+    if state in (ApprovalState.PENDING, ApprovalState.REJECTED, ApprovalState.WITHDRAWN):
+        return ApprovalRefused(
+            ApprovalRefusal.NOT_APPROVED, f"approval {approval.id} is {state.value}: only an approved one admits jobs"
+        )
     if state is ApprovalState.REVOKED:
         return ApprovalRefused(ApprovalRefusal.REVOKED, f"approval {approval.id} was revoked")
     if state is ApprovalState.EXPIRED:
@@ -276,14 +361,35 @@ def refusal(approval: ApprovalView | None, now: datetime, approval_id: str) -> A
     return ApprovalRefused(ApprovalRefusal.EXHAUSTED, f"approval {approval.id} could not take a run; try again")
 
 
-def _approval(session: Session, approval_id: str) -> Approval:
+def check_limits(now: datetime, expires_at: datetime | None, max_runs: int | None) -> None:
+    """An expiry must be aware and in the future, a run budget at least 1; ``InvalidArgument`` otherwise."""
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise InvalidArgument("the expiry needs a UTC offset (e.g. 2026-12-31T00:00:00+00:00)")
+        if expires_at <= now:
+            raise InvalidArgument(f"the expiry {expires_at.isoformat()} is not in the future")
+    if max_runs is not None and max_runs < 1:
+        raise InvalidArgument(f"max runs must be at least 1, got {max_runs}")
+
+
+def new_row(now: datetime, **values: object) -> Approval:
+    """A new ``approvals`` row with a random, URL-safe id, created ``now``, with no run used yet."""
+    return Approval(id=ID_PREFIX + secrets.token_urlsafe(12), created_at=now, runs_used=0, revoked_at=None, **values)
+
+
+def find(session: Session, approval_id: str, tenant_id: int | None) -> Approval:
+    """The approval of that id (of tenant ``tenant_id`` only, when given); ``ApprovalNotFound`` otherwise.
+
+    Another tenant's approval raises exactly what a missing one does.
+    """
     row = session.get(Approval, approval_id) if ID_PATTERN.fullmatch(approval_id) else None
-    if row is None:
+    if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
         raise ApprovalNotFound(f"no approval with id {approval_id!r}")
     return row
 
 
-def _view(row: Approval) -> ApprovalView:
+def view_of(row: Approval) -> ApprovalView:
+    """The view of a row (read inside its session)."""
     return ApprovalView(
         id=row.id,
         purpose=row.purpose,
@@ -295,4 +401,17 @@ def _view(row: Approval) -> ApprovalView:
         runs_used=row.runs_used,
         revoked_at=row.revoked_at,
         allow_identifiers=row.allow_identifiers,
+        tenant_id=row.tenant_id,
+        tenant=row.tenant.name if row.tenant is not None else None,
+        decision=Decision(row.state),
+        requested_by=row.requested_by,
+        requested_by_kind=row.requested_by_kind,
+        decided_by=row.decided_by,
+        decided_at=row.decided_at,
+        reason=row.reason,
+        revoked_by=row.revoked_by,
+        revoke_reason=row.revoke_reason,
+        dataset_refs=tuple(DatasetRef(d.name, d.version) for d in row.dataset_refs),
+        runtimes=tuple(row.runtimes) if row.runtimes is not None else None,
+        max_gpus=row.max_gpus,
     )

@@ -223,7 +223,14 @@ class AuditShipPosition(Base):
 
 
 class Approval(Base):
-    """A declared and approved purpose for processing named datasets: what ``warden job run`` is admitted under.
+    """A declared purpose for processing named datasets, requested by a tenant or recorded by an operator.
+
+    ``state`` is the request's decision: ``pending``, then ``approved``, ``rejected`` or
+    ``withdrawn``; an approved one may be ``revoked``. Only an approved one admits jobs (what
+    ``warden job run`` and, later, the job service are admitted under). ``tenant_id`` is null for
+    an approval recorded on the host (``warden approval create``), which is approved from the
+    start with the operator as ``decided_by``. ``requested_by`` and ``decided_by`` are principal
+    ids (an API key id, ``jwt:<sub>``, or ``cli:<user>``): separation of duties compares them.
 
     ``runs_used`` only grows, by one conditional UPDATE per admitted job, so two admissions
     racing for the last of ``max_runs`` cannot both win.
@@ -240,10 +247,31 @@ class Approval(Base):
     runs_used: Mapped[int] = mapped_column(Integer, default=0)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     allow_identifiers: Mapped[bool] = mapped_column(Boolean, default=False)
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True, default=None
+    )
+    state: Mapped[str] = mapped_column(String(16), default="approved", server_default="approved")
+    requested_by: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    requested_by_kind: Mapped[str] = mapped_column(String(16), default="cli", server_default="cli")
+    """How the requester authenticated: ``api_key``, ``jwt`` or ``cli`` (the host's command line)."""
+    decided_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    """Who ended the pending state: the approver or rejecter, or the requester that withdrew it."""
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    """The decision's reason (required to reject, optional to approve, or the withdrawal's)."""
+    revoked_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    revoke_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    runtimes: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    """The runtimes a job under it may use; null allows any."""
+    max_gpus: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     datasets: Mapped[list[ApprovalDataset]] = relationship(
         order_by="ApprovalDataset.position", cascade="all, delete-orphan", lazy="selectin"
     )
+    dataset_refs: Mapped[list[ApprovalDatasetRef]] = relationship(
+        order_by="ApprovalDatasetRef.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+    tenant: Mapped[Tenant | None] = relationship(lazy="selectin")
 
 
 class ApprovalDataset(Base):
@@ -255,6 +283,21 @@ class ApprovalDataset(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class ApprovalDatasetRef(Base):
+    """One dataset a tenant's request names as ``name:version`` of its dataset service.
+
+    Admission resolves each to the content hash of that stored version (and refuses an erased one).
+    """
+
+    __tablename__ = "approval_dataset_refs"
+    __table_args__ = (Index("ix_approval_dataset_refs_name_version", "name", "version"),)
+
+    approval_id: Mapped[str] = mapped_column(ForeignKey("approvals.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(63))
+    version: Mapped[int] = mapped_column(Integer)
 
 
 class ServerMeta(Base):

@@ -11,7 +11,10 @@ order, and any failure is :class:`~warden.errors.InvalidToken` (401), never a cr
    (``iat`` is required, since a token without it has no known lifetime);
 4. ``sub``: 1-255 visible ASCII characters, nothing shaped like an API key; the tenant
    claim: a tenant name (which must exist and be active); the scope claim: absent, a
-   string of space-separated scopes, or a list of short strings.
+   string of space-separated scopes, or a list of short strings. A principal has one scope:
+   the first of ``admin``, ``approve``, ``train`` the token grants, else ``detect``. The
+   principal's id is ``jwt:<sub>``, which is what separation of duties compares: the subject
+   that requested an approval cannot decide it, whatever scope its next token carries.
 
 Every claim is caller-chosen data: none is echoed in an error message, and a refused
 token's subject reaches the audit trail only as :func:`subject_marker` makes it.
@@ -48,6 +51,8 @@ SCOPE_ITEM: Final = re.compile(r"[!-~]{1,128}")
 """One scope in a list: 1-128 visible ASCII characters."""
 MAX_SCOPES: Final = 64
 """The most scopes a list may hold."""
+_SCOPE_ORDER: Final = (Scope.ADMIN, Scope.APPROVE, Scope.TRAIN)
+"""A token granting several scopes acts with the first of these it grants (else ``detect``): a principal has one."""
 _DIGEST_CHARS: Final = 16
 _REQUIRED: Final = ["exp", "iat", "iss", "sub"]
 _NUMERIC_DATES: Final = ("exp", "iat", "nbf")
@@ -243,7 +248,10 @@ class JwtVerifier:
                 f"the token's '{self._scope_claim}' claim must be a string of space-separated scopes "
                 f"(at most {MAX_SCOPE_CHARS} characters) or a list of at most {MAX_SCOPES} short strings"
             )
-        return Scope.ADMIN if Scope.ADMIN.value in granted else Scope.DETECT
+        for scope in _SCOPE_ORDER:
+            if scope.value in granted:
+                return scope
+        return Scope.DETECT
 
 
 def _reason(error: Exception) -> str:

@@ -10,10 +10,27 @@ from warden.tenancy.quota import Quota
 
 
 class Scope(StrEnum):
-    """What a credential may do: run detections, or administer (its tenant, or everything for operators)."""
+    """What a credential may do; a key has exactly one scope, so one key never holds two duties.
+
+    - ``detect``: run detections on its tenant's models.
+    - ``admin``: administer its tenant (keys, models), or every tenant for an operator key; may
+      also request approvals for its tenant.
+    - ``train``: a data scientist's key: request approvals for its tenant (later: use its datasets
+      and jobs); it cannot detect, nor manage keys or models.
+    - ``approve``: a data-protection officer's key: read and decide (approve, reject, revoke) the
+      approval requests of its tenant, or of every tenant for an operator-wide one; nothing else.
+    """
 
     DETECT = "detect"
     ADMIN = "admin"
+    TRAIN = "train"
+    APPROVE = "approve"
+
+
+OPERATOR_SCOPES = frozenset({Scope.ADMIN, Scope.APPROVE})
+"""The scopes a key bound to no tenant may have: an operator's, or an operator-wide approver's."""
+REQUEST_SCOPES = frozenset({Scope.ADMIN, Scope.TRAIN})
+"""The scopes of a tenant's key that may request (and withdraw) approvals."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +48,11 @@ class Principal:
     def is_operator(self) -> bool:
         """An admin credential bound to no tenant: may manage every tenant."""
         return self.tenant_id is None and self.scope is Scope.ADMIN
+
+    @property
+    def is_approver(self) -> bool:
+        """An ``approve`` credential: of its tenant, or operator-wide when bound to no tenant."""
+        return self.scope is Scope.APPROVE
 
     def tenant(self) -> int:
         """The caller's tenant id; ``Forbidden`` for operator keys, which belong to no tenant."""

@@ -26,7 +26,7 @@ from warden.settings import NAME_REGEX
 from warden.storage import ApiKey, Database, ServerMeta, Tenant
 from warden.storage.tables import utcnow
 from warden.tenancy.keys import IssuedKey, hash_secret, new_key, parse_key, secret_fingerprint
-from warden.tenancy.principal import Principal, Scope
+from warden.tenancy.principal import OPERATOR_SCOPES, Principal, Scope
 from warden.tenancy.quota import QUOTA_FIELDS, Quota
 
 NAME_PATTERN: Final = re.compile(NAME_REGEX)
@@ -195,13 +195,19 @@ class TenantService:
         self._principals.clear()
 
     def create_key(self, tenant: str | None, scope: Scope) -> IssuedKey:
-        """Issue a key for ``tenant`` (``None``: an operator key, admin scope only); the secret is shown once."""
+        """Issue a key for ``tenant``; the secret is shown once.
+
+        ``None`` makes a key bound to no tenant: an operator's (``admin``) or an operator-wide
+        approver's (``approve``), which decides the approval requests of every tenant.
+        """
         issued = new_key()
         with self._db.session() as session:
             tenant_id = None
             if tenant is None:
-                if scope is not Scope.ADMIN:
-                    raise InvalidArgument("a key bound to no tenant must have the admin scope")
+                if scope not in OPERATOR_SCOPES:
+                    raise InvalidArgument(
+                        "a key bound to no tenant must have the admin scope (or approve, for an operator-wide approver)"
+                    )
             else:
                 tenant_id = _tenant(session, tenant).id
             session.add(
@@ -239,9 +245,11 @@ class TenantService:
         return view
 
     def has_operator_key(self) -> bool:
-        """Whether an unrevoked operator key exists (``warden init`` has run)."""
+        """Whether an unrevoked operator admin key exists (``warden init`` has run; an approver's does not count)."""
         with self._db.session() as session:
-            query = select(ApiKey.id).where(ApiKey.tenant_id.is_(None), ApiKey.revoked_at.is_(None))
+            query = select(ApiKey.id).where(
+                ApiKey.tenant_id.is_(None), ApiKey.scope == Scope.ADMIN.value, ApiKey.revoked_at.is_(None)
+            )
             return session.scalar(query.limit(1)) is not None
 
     def cached_principal(self, presented: str) -> Principal | None:
