@@ -53,14 +53,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING
 
 from warden.errors import InvalidArgument, SandboxUnavailable
 from warden.jobs import seccomp
+from warden.jobs.bwrap_args import GpuMounts, build_argv, env_args, landlock_wrapper, runtime_args
+from warden.jobs.gpus import GpuDevice, check_gpu_env
 from warden.jobs.landlock import LANDLOCK_PYTHON, LANDLOCK_TRAMPOLINE, landlock_abi
 from warden.jobs.limits import JobLimits, create_limits
-from warden.jobs.outputs import OutputArea, Withheld, tmpfs_size
+from warden.jobs.outputs import OutputArea, Withheld
 from warden.jobs.streams import LogBudget
+
+if TYPE_CHECKING:
+    from warden.jobs.gpu_driver import GpuHost
 
 __all__ = [
     "DEFAULT_ENV",
@@ -72,7 +77,9 @@ __all__ = [
     "SandboxSpec",
     "SandboxUnavailable",
     "Sink",
+    "build_argv",
     "check_env",
+    "env_args",
     "landlock_abi",
     "python_runtime_paths",
 ]
@@ -107,10 +114,12 @@ _WATCH_SECONDS = 0.05  # how often the /output tmpfs's use is read while the job
 
 
 def check_env(env: Mapping[str, str]) -> None:
-    """Refuse an environment variable whose name is not a shell name or whose value holds a NUL."""
+    """Refuse an environment variable whose name is not a shell name or whose value holds a NUL, and one that
+    selects GPUs (``gpu_env_reserved``: Warden sets those to the job's own devices)."""
     for key, value in env.items():
         if not _ENV_KEY.fullmatch(key) or "\0" in value:
             raise InvalidArgument(f"environment variable {key!r} is not a valid name and value")
+    check_gpu_env(env)
 
 
 def python_runtime_paths(prefix: str | Path, base_prefix: str | Path) -> tuple[Path, ...]:
@@ -131,7 +140,8 @@ class SandboxSpec:
     """One job to run: its command, what it may read and write, and its limits.
 
     ``inputs`` are ``(host path, name)`` pairs bound read-only at ``/input/NAME``; ``output_dir`` is bound
-    read-write at ``/output``, the job's working directory. Limits left at None are not applied.
+    read-write at ``/output``, the job's working directory. Limits left at None are not applied. ``gpus`` are the
+    devices the job was leased (:class:`~warden.jobs.gpus.GpuPool`); each backend gives it those and no other.
     """
 
     command: Sequence[str]
@@ -152,6 +162,7 @@ class SandboxSpec:
     extra_ro_paths: Sequence[Path] = ()
     hostname: str = "warden-job"
     landlock: bool = True
+    gpus: Sequence[GpuDevice] = ()
 
     def __post_init__(self) -> None:
         if not self.command or not all(isinstance(arg, str) and "\0" not in arg for arg in self.command):
@@ -217,77 +228,6 @@ class SandboxResult:
         return self.exit_code == 0 and not self.timed_out and not self.oom_killed and self.limit_exceeded is None
 
 
-def _runtime_args(paths: Sequence[Path]) -> list[str]:
-    """bwrap arguments recreating each existing runtime path: a link as a link, anything else bound read-only."""
-    args: list[str] = []
-    for path in paths:
-        if path.is_symlink():
-            args += ["--symlink", os.readlink(path), str(path)]
-        elif path.exists():
-            args += ["--ro-bind", str(path), str(path)]
-    return args
-
-
-def _landlock_wrapper(spec: SandboxSpec) -> list[str]:
-    """The trampoline that confines the job with Landlock before exec; empty when that layer is off or impossible."""
-    runtime = {Path(p) for p in spec.runtime_paths}
-    if not spec.landlock or landlock_abi() == 0 or Path("/usr") not in runtime or not Path(LANDLOCK_PYTHON).exists():
-        return []
-    return [LANDLOCK_PYTHON, "-I", "-S", "-c", LANDLOCK_TRAMPOLINE, "/output", "/tmp", "/dev/shm", "--"]  # noqa: S108
-
-
-_SCRATCH: Final = ("/tmp", "/dev/shm")  # noqa: S108 - private tmpfs inside the sandbox, not the host's
-
-
-def env_args(spec: SandboxSpec) -> bytes:
-    """The job's environment as bwrap options for ``--args FD``: NUL-separated ``--setenv KEY VALUE`` triples."""
-    return b"".join(b"--setenv\0%s\0%s\0" % (k.encode(), v.encode()) for k, v in spec.environment().items())
-
-
-def build_argv(
-    spec: SandboxSpec, bwrap: str, seccomp_fd: int, env_fd: int, *, info_fd: int | None = None,
-    block_fd: int | None = None,
-) -> list[str]:  # fmt: skip
-    """The exact bwrap command line for ``spec``: the seccomp program from ``seccomp_fd``, the environment from
-    ``env_fd`` (:func:`env_args`), and where given the ``--info-fd`` and ``--block-fd`` :class:`OutputArea` needs."""
-    argv = [
-        bwrap,
-        "--unshare-all",
-        "--unshare-user",
-        "--disable-userns",
-        "--die-with-parent",
-        "--new-session",
-        "--cap-drop",
-        "ALL",
-        "--uid",
-        str(spec.uid),
-        "--gid",
-        str(spec.gid),
-        "--hostname",
-        spec.hostname,
-    ]
-    paths = [Path(p) for p in (*spec.runtime_paths, *spec.extra_ro_paths)]
-    # A runtime under /tmp (a virtual environment in a CI checkout there) is bound after the private /tmp is
-    # mounted, or the tmpfs would hide it.
-    late = [p for p in paths if any(p.is_relative_to(scratch) for scratch in _SCRATCH)]
-    argv += _runtime_args([p for p in paths if p not in late])
-    argv += ["--proc", "/proc", "--dev", "/dev"]
-    for scratch in _SCRATCH:
-        argv += ["--size", str(spec.tmp_bytes), "--tmpfs", scratch]
-    argv += _runtime_args(late)
-    for host, name in spec.inputs:
-        argv += ["--ro-bind", str(Path(host).resolve()), f"/input/{name}"]
-    argv += ["--size", str(tmpfs_size(spec.output_bytes)), "--tmpfs", "/output", "--chdir", "/output"]
-    # /proc read-only: bwrap leaves /proc/sys writable, and a job whose uid maps to host root could write host
-    # sysctls such as kernel.core_pattern through it. Then the root itself, once every mount point exists.
-    argv += ["--remount-ro", "/proc", "--remount-ro", "/dev", "--remount-ro", "/", "--clearenv", "--args", str(env_fd)]
-    for option, fd in (("--info-fd", info_fd), ("--block-fd", block_fd)):
-        if fd is not None:
-            argv += [option, str(fd)]
-    argv += ["--seccomp", str(seccomp_fd), "--", *_landlock_wrapper(spec), *spec.command]
-    return argv
-
-
 @functools.cache
 def _probe(bwrap: str) -> str | None:
     """None when bwrap can build a sandbox here; otherwise why not."""
@@ -296,7 +236,7 @@ def _probe(bwrap: str) -> str | None:
     except (seccomp.SeccompUnavailable, OSError) as exc:
         return str(exc)
     argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
-    argv += [*_runtime_args(list(DEFAULT_RUNTIME_PATHS)), "--proc", "/proc", "--", "/bin/true"]
+    argv += [*runtime_args(list(DEFAULT_RUNTIME_PATHS)), "--proc", "/proc", "--", "/bin/true"]
     try:
         done = subprocess.run(argv, capture_output=True, timeout=30, check=False)  # noqa: S603 - fixed argv
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -309,12 +249,24 @@ def _probe(bwrap: str) -> str | None:
 class BwrapSandbox:
     """Runs a ``SandboxSpec`` under bubblewrap.
 
-    ``bwrap`` is the executable (found on PATH by default); ``use_cgroups=False`` forces the rlimit fallback.
+    ``bwrap`` is the executable (found on PATH by default); ``use_cgroups=False`` forces the rlimit fallback;
+    ``gpu_host`` is the driver a job with GPUs gets its devices from (default: this machine's, asked only then).
     """
 
-    def __init__(self, bwrap: str | None = None, *, use_cgroups: bool = True) -> None:
+    def __init__(self, bwrap: str | None = None, *, use_cgroups: bool = True, gpu_host: GpuHost | None = None) -> None:
         self._bwrap = bwrap or shutil.which("bwrap") or "bwrap"
         self._use_cgroups = use_cgroups
+        self._gpu_host = gpu_host
+
+    def gpu_mounts(self, spec: SandboxSpec) -> GpuMounts | None:
+        """The device nodes, libraries and variables of the spec's GPUs; None for a job without GPUs."""
+        if not spec.gpus:
+            return None
+        if self._gpu_host is None:
+            from warden.jobs.gpu_driver import GpuHost  # noqa: PLC0415 - the driver is read only for GPU jobs
+
+            self._gpu_host = GpuHost()
+        return self._gpu_host.mounts(spec.gpus, covered=[Path(p) for p in (*spec.runtime_paths, *spec.extra_ro_paths)])
 
     def unavailable_reason(self) -> str | None:
         """None when the sandbox can run here; otherwise a sentence saying what is missing."""
@@ -331,14 +283,15 @@ class BwrapSandbox:
         reason = self.unavailable_reason()
         if reason is not None:
             raise SandboxUnavailable(reason)
+        gpu = self.gpu_mounts(spec)
         program = seccomp.compile_filter()
         limits = create_limits(spec.memory_bytes, spec.pids, spec.cpu_seconds, use_cgroups=self._use_cgroups)
-        seccomp_fd, env_fd = _memfd("warden-seccomp", program), _memfd("warden-env", env_args(spec))
+        seccomp_fd, env_fd = _memfd("warden-seccomp", program), _memfd("warden-env", env_args(spec, gpu))
         info_read, info_write = os.pipe()
         block_read, block_write = os.pipe()
         child_ends = (seccomp_fd, env_fd, info_write, block_read)
         try:
-            argv = build_argv(spec, self._bwrap, seccomp_fd, env_fd, info_fd=info_write, block_fd=block_read)
+            argv = build_argv(spec, self._bwrap, seccomp_fd, env_fd, info_fd=info_write, block_fd=block_read, gpu=gpu)
             started = datetime.now(UTC)
             process = subprocess.Popen(  # noqa: S603 - argv built above from a validated spec
                 argv,
@@ -391,7 +344,7 @@ class BwrapSandbox:
             started=started,
             ended=ended,
             limits=MappingProxyType(dict(limits.mechanisms)),
-            landlock_abi=landlock_abi() if _landlock_wrapper(spec) else 0,
+            landlock_abi=landlock_abi() if landlock_wrapper(spec) else 0,
             limit_exceeded=exceeded,
             withheld=withheld,
         )
