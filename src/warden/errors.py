@@ -7,11 +7,13 @@ map codes to status codes and exit codes in one place each.
 
     WardenError                    code
     ├── InvalidArgument            invalid_argument
+    │   └── PolicyUnavailable      policy_unavailable (a dataset policy other than auto, not offered yet)
     ├── InvalidImage               invalid_image   (+ reason, see ImageErrorReason)
     ├── PayloadTooLarge            payload_too_large
     │   └── TooManyImages          too_many_images (more images in one request than it may carry)
     ├── AnswerTooLarge             answer_too_large (an answer past WARDEN_MAX_ANSWER_BYTES, refused unbuilt)
     ├── UnsupportedMediaType       unsupported_media_type
+    │   └── UnsupportedDatasetFormat unsupported_dataset_format (a dataset format not stored yet: images, archives)
     ├── Unauthenticated            unauthenticated
     │   └── InvalidToken           invalid_token   (a JWT refused: size, signature, lifetime or a claim)
     ├── Forbidden                  forbidden
@@ -23,6 +25,7 @@ map codes to status codes and exit codes in one place each.
     │   ├── KeyNotFound            key_not_found
     │   ├── ModelNotFound          model_not_found
     │   ├── ObjectErased           object_erased   (an object of the vault whose key was destroyed)
+    │   ├── DatasetNotFound        dataset_not_found (no dataset, or version, of that name among the caller's)
     │   └── ApprovalNotFound       approval_not_found
     ├── Conflict                   conflict
     │   ├── ApprovalNotPending     approval_not_pending  (approve, reject or withdraw a request no longer pending)
@@ -39,10 +42,12 @@ map codes to status codes and exit codes in one place each.
     │   └── EngineUnavailable      engine_unavailable
     ├── ApprovalRefused            approval_refused (+ reason, see ApprovalRefusal)
     ├── SandboxUnavailable         sandbox_unavailable
+    ├── StagingUnavailable         staging_unavailable (WARDEN_STAGING_DIR is missing or not a tmpfs)
     ├── ImageRefused               image_refused   (not pinned by digest, or not on the allow-list)
     ├── Refused                    (admission; carries retry_after seconds)
     │   ├── RateLimited            rate_limited
     │   ├── QuotaExceeded          quota_exceeded
+    │   │   └── StorageQuotaExceeded storage_quota_exceeded (a tenant's stored datasets past WARDEN_DATASET_QUOTA_BYTES)
     │   ├── OverCapacity           over_capacity
     │   └── AuditUnavailable       audit_unavailable
     ├── HeadersTooLarge            headers_too_large (a request head over its byte or header-count limit)
@@ -456,3 +461,40 @@ class DeviceUnavailable(ModelError):
     """The requested execution device has no ONNX Runtime provider installed on this machine."""
 
     code = "device_unavailable"
+
+
+# --- datasets (warden.datasets) ---
+
+
+class PolicyUnavailable(InvalidArgument):
+    """A dataset push named a de-identification policy other than ``auto`` (named policies are not offered yet)."""
+
+    code = "policy_unavailable"
+
+
+class UnsupportedDatasetFormat(UnsupportedMediaType):
+    """A dataset push named a format Warden does not store (yet): CSV, JSON Lines, Parquet and text are."""
+
+    code = "unsupported_dataset_format"
+
+
+class DatasetNotFound(NotFound):
+    """No dataset, or no version, of that name among the caller's own (another tenant's answers the same)."""
+
+    code = "dataset_not_found"
+
+
+class StagingUnavailable(WardenError):
+    """The staging folder for de-identification is missing or not on a memory filesystem (tmpfs).
+
+    Uploads are staged there in clear while they are de-identified; on a disk they could outlive the
+    push, so the push is refused instead (set ``WARDEN_STAGING_DIR`` to a tmpfs mount).
+    """
+
+    code = "staging_unavailable"
+
+
+class StorageQuotaExceeded(QuotaExceeded):
+    """The tenant's stored datasets would pass ``WARDEN_DATASET_QUOTA_BYTES``; erase versions to make room."""
+
+    code = "storage_quota_exceeded"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from warden.audit import AuditLog
+from warden.datasets import DatasetService
 from warden.jobs.approvals import ApprovalService
 from warden.registry import BlobStore, ModelRegistry
 from warden.settings import Settings
@@ -29,6 +30,7 @@ class Services:
     approvals: ApprovalService
     console: ConsoleSessions
     vault: Vault
+    datasets: DatasetService
 
     def delete_tenant(self, name: str) -> tuple[int, set[str]]:
         """Delete a tenant with its keys and models, destroy its vault key and objects, then the model blobs
@@ -82,6 +84,7 @@ def _wire(settings: Settings, db: Database) -> Services:
             tenant_claim=settings.jwt_tenant_claim,
             scope_claim=settings.jwt_scope_claim,
         )
+    vault = Vault(db, SecretKeyWrapper(secret, previous), settings.data_dir / "vault")
     return Services(
         settings=settings,
         db=db,
@@ -102,5 +105,12 @@ def _wire(settings: Settings, db: Database) -> Services:
         audit=AuditLog.from_settings(db, settings, secret, previous),
         approvals=ApprovalService(db),
         console=ConsoleSessions(db, tenants, secret, settings.console_session_seconds),
-        vault=Vault(db, SecretKeyWrapper(secret, previous), settings.data_dir / "vault"),
+        vault=vault,
+        datasets=DatasetService(
+            db,
+            vault,
+            staging_dir=settings.staging_dir,
+            max_bytes=settings.max_dataset_bytes,
+            quota_bytes=settings.dataset_quota_bytes,
+        ),
     )

@@ -20,6 +20,7 @@ from warden.storage.tables import (
     ServerMeta,
     Tenant,
 )
+from warden.storage.dataset_tables import DatasetKey, DatasetVersion
 from warden.storage.vault_tables import SealedObject, TenantKey
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "Base",
     "ConsoleSession",
     "DailyUsage",
+    "DatasetKey",
+    "DatasetVersion",
     "Database",
     "Model",
     "ModelAlias",
