@@ -4,6 +4,7 @@ SQLite (WAL) under the data directory is the embedded default; PostgreSQL is
 chosen by URL for several replicas. Both run the same migrations and code.
 """
 
+from warden.storage.dataset_tables import DatasetKey, DatasetVersion
 from warden.storage.db import Database
 from warden.storage.tables import (
     ApiKey,
@@ -20,7 +21,6 @@ from warden.storage.tables import (
     ServerMeta,
     Tenant,
 )
-from warden.storage.dataset_tables import DatasetKey, DatasetVersion
 from warden.storage.vault_tables import SealedObject, TenantKey
 
 __all__ = [
@@ -32,9 +32,9 @@ __all__ = [
     "Base",
     "ConsoleSession",
     "DailyUsage",
+    "Database",
     "DatasetKey",
     "DatasetVersion",
-    "Database",
     "Model",
     "ModelAlias",
     "ModelVersion",
