@@ -25,12 +25,14 @@ from warden.jobs.containers import (
     ContainerSandbox,
     Engine,
     build_command,
+    gpu_run_args,
     prepare_output_dir,
     quoted,
     rootless_podman,
     seccomp_profile,
     write_seccomp_profile,
 )
+from warden.jobs.gpus import GpuDevice, GpuKind, GpuUnavailable, ReservedGpuEnv
 from warden.jobs.images import ImageRefused, parse_image
 from warden.jobs.runner import JobRequest, run_job
 from warden.jobs.sandbox import SandboxSpec
@@ -67,7 +69,7 @@ def test_the_command_holds_every_hardening_flag_in_order(tmp_path: Path) -> None
         "--volume", f"{tmp_path / 'data.csv'}:/input/data:ro", "--volume", f"{tmp_path / 'labels'}:/input/labels:ro",
         "--volume", f"{tmp_path / 'out'}:/output:rw", "--workdir", "/output",
         "--env", "PATH=/usr/local/bin:/usr/bin:/bin", "--env", "HOME=/tmp", "--env", "LANG=C.UTF-8",
-        "--env", "EPOCHS",
+        "--env", "NVIDIA_VISIBLE_DEVICES=void", "--env", "EPOCHS",
         IMAGE.pinned, "python", "/app/train.py", "--epochs", "3",
     ]  # fmt: skip
     assert argv == expected
@@ -112,6 +114,60 @@ def test_the_output_directory_is_made_writable_for_the_job_s_uid(tmp_path: Path)
         assert (status.st_uid, status.st_gid) == (65534, 65534)
     else:
         assert stat.S_IMODE(status.st_mode) == 0o777
+
+
+MIG = "MIG-aaaaaaaa-0000-4000-8000-000000000000"
+CDI = frozenset({"0", "1", "all", MIG})
+
+
+@pytest.mark.parametrize(
+    ("engine", "gpus", "cdi", "expected"),
+    [
+        (Engine.PODMAN, ["0"], CDI, ["--device", "nvidia.com/gpu=0"]),
+        (Engine.DOCKER, ["0", "1"], CDI, ["--device", "nvidia.com/gpu=0", "--device", "nvidia.com/gpu=1"]),
+        (Engine.DOCKER, [MIG], CDI, ["--device", f"nvidia.com/gpu={MIG}"]),
+        (Engine.DOCKER, ["1"], None, ["--gpus", "device=1"]),
+        (Engine.DOCKER, ["0", "1"], None, ["--gpus", '"device=0,1"']),  # docker splits an unquoted list at ','
+        (Engine.DOCKER, [MIG], None, ["--gpus", f"device={MIG}"]),
+        (Engine.PODMAN, [], None, []),
+    ],
+)
+def test_the_gpu_options_are_cdi_devices_where_a_spec_exists_else_docker_s_gpus(
+    engine: Engine, gpus: list[str], cdi: frozenset[str] | None, expected: list[str]
+) -> None:
+    assert gpu_run_args(engine, gpus, cdi) == expected
+
+
+@pytest.mark.parametrize(
+    ("engine", "gpus", "cdi", "needle"),
+    [
+        (Engine.PODMAN, ["0"], None, "no_cdi: podman reaches NVIDIA GPUs only through CDI"),
+        (Engine.DOCKER, ["2"], CDI, "not_in_cdi: the nvidia.com/gpu CDI spec names no device 2"),
+        (Engine.PODMAN, ["GPU-11111111-1111-4111-8111-111111111111"], frozenset(), "names no device GPU-1111"),
+    ],
+)
+def test_a_gpu_the_engine_cannot_be_given_is_refused(
+    engine: Engine, gpus: list[str], cdi: frozenset[str] | None, needle: str
+) -> None:
+    with pytest.raises(GpuUnavailable, match=needle) as caught:
+        gpu_run_args(engine, gpus, cdi)
+    assert caught.value.code == "gpu_unavailable"
+
+
+@pytest.mark.parametrize(("gpus", "cdi", "void"), [([], None, True), (["0"], CDI, True), (["0"], None, False)])
+def test_nvidia_visible_devices_is_void_unless_docker_s_gpus_sets_it(
+    tmp_path: Path, gpus: list[str], cdi: frozenset[str] | None, void: bool
+) -> None:
+    argv = build_command(container_job(tmp_path, engine=Engine.DOCKER, gpus=gpus, cdi_names=cdi))
+    assert ("NVIDIA_VISIBLE_DEVICES=void" in argv) is void
+    assert check_docker_run(quoted(argv), Profile.RESTRICTED) == []
+    assert "--privileged" not in argv
+    assert not [a for a in argv if a.startswith("/dev")]  # no host device but the leased ones, by name
+
+
+def test_a_job_may_not_pick_its_own_gpus_through_its_environment(tmp_path: Path) -> None:
+    with pytest.raises(ReservedGpuEnv, match="NVIDIA_VISIBLE_DEVICES"):
+        container_job(tmp_path, env={"NVIDIA_VISIBLE_DEVICES": "all"})
 
 
 @pytest.mark.parametrize("engine", list(Engine))
@@ -330,6 +386,28 @@ def test_a_container_past_its_log_or_output_limit_is_killed_and_ends_limit_excee
     assert not result.timed_out
     assert (fake_engine.parent / "killed").read_text().strip() == result.argv[result.argv.index("--name") + 1]
     assert sum(len(chunk) for chunk in out) <= limits.get("log_bytes", 64 << 20)
+
+
+def test_a_run_with_a_gpu_hands_the_engine_the_cdi_device_the_host_s_spec_names(
+    tmp_path: Path, fake_engine: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_BEHAVIOUR", "exit:0")
+    cdi = tmp_path / "cdi"
+    cdi.mkdir()
+    (cdi / "nvidia.yaml").write_text("kind: nvidia.com/gpu\ndevices:\n- name: '1'\n", encoding="utf-8")
+    box = ContainerSandbox(Engine.PODMAN, IMAGE, tmp_path / "seccomp", executable=str(fake_engine), cdi_dirs=[cdi])
+
+    result = box.run(spec(tmp_path, gpus=[GpuDevice("1", GpuKind.INDEX)]), lambda _: None, lambda _: None)
+
+    assert result.argv[result.argv.index("--device") : result.argv.index("--device") + 2] == (
+        "--device",
+        "nvidia.com/gpu=1",
+    )
+    assert "NVIDIA_VISIBLE_DEVICES=void" in result.argv
+    with pytest.raises(GpuUnavailable, match="no_cdi"):  # podman without a spec: refused before anything runs
+        ContainerSandbox(Engine.PODMAN, IMAGE, tmp_path / "seccomp", executable=str(fake_engine), cdi_dirs=[]).run(
+            spec(tmp_path, gpus=[GpuDevice("1", GpuKind.INDEX)]), lambda _: None, lambda _: None
+        )
 
 
 def test_a_missing_or_unusable_engine_is_reported_not_run(tmp_path: Path) -> None:

@@ -98,6 +98,27 @@ def test_the_pod_is_locked_down() -> None:
     assert {"name": "EPOCHS", "value": "3"} in container["env"]
 
 
+@pytest.mark.parametrize(
+    ("changes", "limit", "void"),
+    [
+        ({}, {}, True),
+        ({"gpus": 2}, {"nvidia.com/gpu": 2}, False),
+        ({"gpus": 1, "gpu_resource": "nvidia.com/mig-1g.5gb"}, {"nvidia.com/mig-1g.5gb": 1}, False),
+        ({"gpus": 1, "gpu_resource": "nvidia.com/mig-3g.40gb"}, {"nvidia.com/mig-3g.40gb": 1}, False),
+    ],
+)
+def test_gpus_are_the_device_plugin_s_limit_and_a_job_without_them_sees_none(
+    changes: dict[str, Any], limit: dict[str, int], void: bool
+) -> None:
+    (container,) = pod(build_manifest(make_job(**changes)))["containers"]
+    resources = {"memory": str(4 * 1024**3), "cpu": "2500m", "ephemeral-storage": str(320 * 1024**2)}
+
+    assert container["resources"] == {"requests": resources, "limits": {**resources, **limit}}
+    assert ({"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"} in container["env"]) is void
+    assert container["securityContext"]["privileged"] is False
+    assert "volumeDevices" not in container
+
+
 def test_inputs_are_read_only_claims_the_output_a_claim_and_tmp_an_empty_dir() -> None:
     spec = pod(build_manifest(make_job()))
     mounts = {m["mountPath"]: m for m in spec["containers"][0]["volumeMounts"]}
@@ -140,6 +161,8 @@ SAMPLES = {
     "no inputs, no namespace": make_job(inputs=[], namespace=None, env={}),
     "approval id ending in '-'": make_job(approval_id="apr_RQegZkgzYwRjesH-"),
     "small": make_job(memory_bytes=64 * 1024**2, cpus=0.25, tmp_bytes=1024**2, timeout_seconds=1),
+    "two gpus": make_job(gpus=2),
+    "a mig device": make_job(gpus=1, gpu_resource="nvidia.com/mig-1g.5gb"),
 }
 
 
@@ -180,6 +203,10 @@ def test_the_manifest_passes_the_policy_check_with_no_finding(job: KubernetesJob
         ({"uid": 0}, "unprivileged"),
         ({"cpus": 0.0}, "positive"),
         ({"timeout_seconds": 0.0}, "positive"),
+        ({"gpus": -1}, "0 or more GPUs"),
+        ({"gpus": 1, "gpu_resource": "nvidia.com/gpu.shared"}, "not nvidia.com/gpu or a MIG resource"),
+        ({"gpus": 1, "gpu_resource": "amd.com/gpu"}, "not nvidia.com/gpu or a MIG resource"),
+        ({"env": {"NVIDIA_VISIBLE_DEVICES": "all"}}, "NVIDIA_VISIBLE_DEVICES may not be set"),
     ],
 )
 def test_a_job_kubernetes_would_reject_is_refused_here(changes: dict[str, Any], needle: str) -> None:

@@ -5,8 +5,18 @@
     {engine} run --rm --name NAME --network none --cap-drop ALL --security-opt no-new-privileges
       --security-opt seccomp=PROFILE.json --read-only --tmpfs /tmp:rw,noexec,nosuid,size=N --user 65534:65534
       --memory N --memory-swap N --pids-limit N [--cpus C] [--ulimit cpu=S:S] [--ulimit fsize=N:N]
-      -v HOST:/input/NAME:ro ... -v OUTPUT:/output:rw --workdir /output -e PATH=... ... --env-file FILE
-      IMAGE@sha256:... CMD...
+      [GPU options] -v HOST:/input/NAME:ro ... -v OUTPUT:/output:rw --workdir /output -e PATH=... ...
+      [-e NVIDIA_VISIBLE_DEVICES=void] --env-file FILE IMAGE@sha256:... CMD...
+
+GPUs (:func:`gpu_run_args`): with an ``nvidia.com/gpu`` CDI spec in ``/etc/cdi`` or ``/var/run/cdi`` (``nvidia-ctk
+cdi generate``), each leased device is ``--device nvidia.com/gpu=ID`` (the spec must name the device: ``0`` under
+nvidia-ctk's index naming, ``GPU-…`` under its UUID naming), for podman and for docker (25 and later, with the
+daemon's ``cdi`` feature on). Without a spec, docker gets ``--gpus device=ID`` (several: ``--gpus
+'"device=0,1"'``, the quotes keeping docker's CSV parser from splitting the list) through the NVIDIA runtime, and
+podman is refused (``gpu_unavailable``, ``no_cdi``): podman reaches NVIDIA GPUs only through CDI. Every job that
+does not use ``--gpus`` also gets ``NVIDIA_VISIBLE_DEVICES=void``: CUDA base images set that variable to ``all``,
+and where the NVIDIA runtime is the engine's default it would otherwise hand a job without GPUs every GPU of the
+machine (with ``--gpus`` the daemon sets the variable to the leased devices itself).
 
 The job's own environment goes through ``--env-file``, a 0600 file in a private 0700 directory removed after
 the run, so no value appears on the engine's command line (a dry run prints ``--env NAME``: the engine then
@@ -60,6 +70,8 @@ from typing import Any, Final
 
 from warden.errors import InvalidArgument, SandboxUnavailable
 from warden.jobs import seccomp
+from warden.jobs.gpu_driver import CDI_DIRS, CDI_KIND, cdi_gpu_names
+from warden.jobs.gpus import GpuUnavailable, GpuUnavailableReason, check_gpu_env
 from warden.jobs.images import ImageRef, check_allowed
 from warden.jobs.outputs import tree_usage
 from warden.jobs.sandbox import DEFAULT_ENV, SandboxResult, SandboxSpec, Sink
@@ -70,6 +82,7 @@ __all__ = [
     "ContainerSandbox",
     "Engine",
     "build_command",
+    "gpu_run_args",
     "prepare_output_dir",
     "quoted",
     "rootless_podman",
@@ -160,6 +173,10 @@ class ContainerJob:
     """The largest file the job may write (``--ulimit fsize``); the total is watched by :class:`ContainerSandbox`."""
     env_file: Path | None = None
     """Where the job's own variables were written for ``--env-file``; None: ``--env NAME`` (a dry run)."""
+    gpus: Sequence[str] = ()
+    """The leased devices' names (``0``, ``GPU-…``, ``MIG-…``)."""
+    cdi_names: frozenset[str] | None = None
+    """The device names of the host's ``nvidia.com/gpu`` CDI spec; None: there is none (:func:`gpu_run_args`)."""
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -173,6 +190,7 @@ class ContainerJob:
             raise InvalidArgument("--cpus must be positive")
         if self.max_output_bytes is not None and self.max_output_bytes <= 0:
             raise InvalidArgument("the output limit must be positive")
+        check_gpu_env(self.env)
         for key, value in self.env.items():
             if "\n" in value or "\r" in value:
                 raise InvalidArgument(f"environment variable {key}: a container env file cannot hold a line break")
@@ -199,6 +217,7 @@ class ContainerJob:
             gid=spec.gid,
             keep_id=rootless_podman(engine),
             max_output_bytes=spec.output_bytes,
+            gpus=[device.id for device in spec.gpus],
             **extra,
         )
 
@@ -216,6 +235,31 @@ def prepare_output_dir(job: ContainerJob) -> None:
         os.chown(job.output_dir, job.uid, job.gid)
     else:
         job.output_dir.chmod(0o777)  # the job's uid is no one on the host; see the module docstring
+
+
+def gpu_run_args(engine: Engine, devices: Sequence[str], cdi_names: frozenset[str] | None) -> list[str]:
+    """The ``run`` options giving a container exactly ``devices``: CDI where the host has a spec, else docker's
+    ``--gpus``; podman without CDI, or a device the spec does not name, is refused (``gpu_unavailable``)."""
+    if not devices:
+        return []
+    regenerate = "generate the spec with: nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml"
+    if cdi_names is not None:
+        missing = [device for device in devices if device not in cdi_names]
+        if missing:
+            raise GpuUnavailable(
+                GpuUnavailableReason.NOT_IN_CDI,
+                f"the {CDI_KIND} CDI spec names no device {', '.join(missing)} (it names "
+                f"{', '.join(sorted(cdi_names)) or 'none'}); {regenerate} (--device-name-strategy=uuid for UUIDs)",
+            )
+        return [arg for device in devices for arg in ("--device", f"{CDI_KIND}={device}")]
+    if engine is Engine.PODMAN:
+        where = " or ".join(str(d) for d in CDI_DIRS)
+        raise GpuUnavailable(
+            GpuUnavailableReason.NO_CDI,
+            f"podman reaches NVIDIA GPUs only through CDI and no {CDI_KIND} spec is in {where}: {regenerate}",
+        )
+    listed = ",".join(devices)
+    return ["--gpus", f"device={listed}" if len(devices) == 1 else f'"device={listed}"']
 
 
 def build_command(job: ContainerJob, executable: str | None = None) -> list[str]:
@@ -237,12 +281,15 @@ def build_command(job: ContainerJob, executable: str | None = None) -> list[str]
         argv += ["--ulimit", f"cpu={job.cpu_seconds}:{job.cpu_seconds}"]
     if job.max_output_bytes is not None:
         argv += ["--ulimit", f"fsize={job.max_output_bytes}:{job.max_output_bytes}"]
+    argv += gpu_run_args(job.engine, job.gpus, job.cdi_names)
     for host, name in job.inputs:
         argv += ["--volume", f"{Path(host).absolute()}:/input/{name}:ro"]
     argv += ["--volume", f"{Path(job.output_dir).absolute()}:/output:rw", "--workdir", "/output"]
     for key, value in DEFAULT_ENV.items():
         if key not in job.env:
             argv += ["--env", f"{key}={value}"]
+    if not job.gpus or job.cdi_names is not None:  # with --gpus, the daemon sets it to the leased devices
+        argv += ["--env", "NVIDIA_VISIBLE_DEVICES=void"]
     if job.env_file is not None and job.env:
         argv += ["--env-file", str(Path(job.env_file).absolute())]
     elif job.env:
@@ -260,17 +307,20 @@ class ContainerSandbox:
     """Runs a ``SandboxSpec`` in a podman or docker container built by :func:`build_command`.
 
     ``seccomp_dir`` is where the seccomp profile is written (Warden's data directory); ``executable`` overrides
-    the engine found on PATH; an image that ``allowlist`` (non-empty) does not allow raises ``ImageRefused``.
+    the engine found on PATH; an image that ``allowlist`` (non-empty) does not allow raises ``ImageRefused``;
+    ``cdi_dirs`` are where a job with GPUs looks for the ``nvidia.com/gpu`` CDI spec.
     """
 
     def __init__(self, engine: Engine, image: ImageRef, seccomp_dir: Path, *, cpus: float | None = None,
-                 executable: str | None = None, allowlist: Sequence[str] = ()) -> None:  # fmt: skip
+                 executable: str | None = None, allowlist: Sequence[str] = (),
+                 cdi_dirs: Sequence[Path] = CDI_DIRS) -> None:  # fmt: skip
         check_allowed(image, allowlist)
         self.engine = engine
         self.image = image
         self._seccomp_dir = seccomp_dir
         self._cpus = cpus
         self._executable = executable or shutil.which(engine.value)
+        self._cdi_dirs = tuple(cdi_dirs)
 
     def unavailable_reason(self) -> str | None:
         """None when the engine is on PATH and answers ``{engine} info``; otherwise a sentence saying why not."""
@@ -285,7 +335,10 @@ class ContainerSandbox:
     def job(self, spec: SandboxSpec, env_file: Path | None = None) -> ContainerJob:
         """The container job for ``spec``, with the seccomp profile written."""
         profile = write_seccomp_profile(self._seccomp_dir)
-        return ContainerJob.from_spec(spec, self.engine, self.image, profile, cpus=self._cpus, env_file=env_file)
+        cdi = cdi_gpu_names(self._cdi_dirs) if spec.gpus else None
+        return ContainerJob.from_spec(
+            spec, self.engine, self.image, profile, cpus=self._cpus, env_file=env_file, cdi_names=cdi
+        )
 
     def run(self, spec: SandboxSpec, stdout_sink: Sink, stderr_sink: Sink) -> SandboxResult:
         """Run the job to its end (or its timeout or a limit), streaming its output to the sinks."""

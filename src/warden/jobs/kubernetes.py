@@ -22,6 +22,15 @@ size a claim it does not create, so it records the limit as the ``warden.io/max-
 the cluster side, and the job's own variables are in the pod spec (``env``), readable by whoever may read Jobs in
 its namespace (a Secret referenced by ``secretKeyRef`` keeps them out of the Job; Warden does not create one).
 
+GPUs are the device plugin's (NVIDIA's k8s-device-plugin or the GPU operator): a job with ``gpus`` N asks
+``resources.limits["nvidia.com/gpu"]: N`` (the request defaults to the limit, as Kubernetes requires of extended
+resources), or a MIG resource such as ``nvidia.com/mig-1g.5gb`` (the plugin's ``mixed`` MIG strategy) where
+``gpu_resource`` names one; the scheduler places the pod on a node with free devices and the plugin gives the
+container those and no other. Shared resources (time-slicing's ``nvidia.com/gpu.shared``) are refused: a job's
+devices are its own. The container gets no host device and no privilege for it; the pod keeps the "restricted"
+shape. A job without GPUs sets ``NVIDIA_VISIBLE_DEVICES=void``: CUDA images set it to ``all``, and on a node whose
+default runtime is NVIDIA's that would hand the pod every GPU of the node outside the plugin's accounting.
+
 What Kubernetes cannot say in a pod, and the bwrap and container backends enforce: a pids limit (the kubelet's
 ``podPidsLimit`` sets it node-wide), a CPU-seconds limit, and Warden's own seccomp denylist (the pod uses
 ``RuntimeDefault``; a ``Localhost`` profile would need the file on every node). No network is the namespace's
@@ -41,6 +50,7 @@ from typing import Any, Final
 import yaml
 
 from warden.errors import InvalidArgument
+from warden.jobs.gpus import check_gpu_env
 from warden.jobs.images import ImageRef
 from warden.jobs.sandbox import DEFAULT_ENV
 from warden.policy.kubernetes import restricted_container_security
@@ -48,6 +58,7 @@ from warden.policy.kubernetes import restricted_container_security
 __all__ = [
     "APPROVAL_ANNOTATION",
     "APPROVAL_LABEL",
+    "GPU_RESOURCE",
     "INPUTS_ANNOTATION",
     "MAX_OUTPUT_ANNOTATION",
     "PURPOSE_ANNOTATION",
@@ -55,6 +66,7 @@ __all__ = [
     "KubernetesJob",
     "approval_label",
     "build_manifest",
+    "gpu_limits",
     "manifest_yaml",
 ]
 
@@ -65,6 +77,8 @@ INPUTS_ANNOTATION: Final = "warden.io/inputs"
 MAX_OUTPUT_ANNOTATION: Final = "warden.io/max-output-bytes"
 _DNS_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _DNS_SUBDOMAIN: Final = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?")
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+_GPU_RESOURCE: Final = re.compile(r"nvidia\.com/(?:gpu|mig-[1-9][0-9]?g\.[1-9][0-9]{0,3}gb(?:\+me)?)")
 _LABEL_VALUE: Final = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?")
 
 
@@ -99,6 +113,9 @@ class KubernetesJob:
     ttl_seconds: int = 86400
     uid: int = 65534
     gid: int = 65534
+    gpus: int = 0
+    gpu_resource: str = GPU_RESOURCE
+    """The device plugin's resource a GPU job asks for: ``nvidia.com/gpu``, or a MIG one (``nvidia.com/mig-1g.5gb``)."""
 
     def __post_init__(self) -> None:
         if not _DNS_LABEL.fullmatch(self.name) or len(self.name) > 52:  # room for the pod name suffix
@@ -114,6 +131,14 @@ class KubernetesJob:
             raise InvalidArgument("the job needs a command")
         if self.uid <= 0 or self.gid <= 0:
             raise InvalidArgument("the job must run as an unprivileged uid and gid, not 0")
+        if self.gpus < 0:
+            raise InvalidArgument("a job asks for 0 or more GPUs")
+        if not _GPU_RESOURCE.fullmatch(self.gpu_resource):
+            raise InvalidArgument(
+                f"GPU resource {self.gpu_resource!r} is not nvidia.com/gpu or a MIG resource such as "
+                "nvidia.com/mig-1g.5gb (shared, time-sliced GPUs are not a job's own)"
+            )
+        check_gpu_env(self.env)
         sizes = (self.memory_bytes, self.cpus, self.tmp_bytes, self.log_bytes, self.max_output_bytes)
         if min(*sizes, self.timeout_seconds, self.ttl_seconds) <= 0:
             raise InvalidArgument("memory, cpus, /tmp, log and output sizes, timeout and ttl must be positive")
@@ -124,6 +149,11 @@ def approval_label(approval_id: str) -> str:
     if _LABEL_VALUE.fullmatch(approval_id):  # at most 63 characters, alphanumeric at both ends
         return approval_id
     return "sha256-" + hashlib.sha256(approval_id.encode()).hexdigest()[:32]
+
+
+def gpu_limits(gpus: int, resource: str = GPU_RESOURCE) -> dict[str, int]:
+    """The container's GPU limit: ``{"nvidia.com/gpu": N}`` (or the MIG resource), nothing for a job without GPUs."""
+    return {resource: gpus} if gpus else {}
 
 
 def build_manifest(job: KubernetesJob) -> dict[str, Any]:
@@ -147,6 +177,7 @@ def build_manifest(job: KubernetesJob) -> dict[str, Any]:
         {"name": "tmp", "emptyDir": {"sizeLimit": str(job.tmp_bytes)}},
     ]
     labels = {"app.kubernetes.io/managed-by": "warden", APPROVAL_LABEL: approval_label(job.approval_id)}
+    no_gpu = {} if job.gpus else {"NVIDIA_VISIBLE_DEVICES": "void"}
     annotations = {
         APPROVAL_ANNOTATION: job.approval_id,
         PURPOSE_ANNOTATION: job.purpose,
@@ -159,8 +190,8 @@ def build_manifest(job: KubernetesJob) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "command": list(job.command),
         "workingDir": "/output",
-        "env": [{"name": key, "value": value} for key, value in {**DEFAULT_ENV, **job.env}.items()],
-        "resources": {"requests": dict(resources), "limits": dict(resources)},
+        "env": [{"name": key, "value": value} for key, value in {**DEFAULT_ENV, **no_gpu, **job.env}.items()],
+        "resources": {"requests": dict(resources), "limits": {**resources, **gpu_limits(job.gpus, job.gpu_resource)}},
         "securityContext": restricted_container_security(),
         "volumeMounts": mounts,
     }
