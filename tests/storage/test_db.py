@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,16 @@ from sqlalchemy import inspect, text
 
 from tests.backends import BACKENDS, database_url
 from tests.detection.graphs import Box, anchor_free_rows, yolo_graph
+from warden.errors import ApprovalRefusal, ApprovalRefused
+from warden.jobs.admission import Input, admit
+from warden.jobs.approval_requests import ApprovalDesk, request_terms
+from warden.jobs.approvals import Decision, content_sha256
 from warden.services import open_services
 from warden.settings import Settings
 from warden.storage import Base, Database
 from warden.storage.db import MIGRATIONS
+from warden.storage.tables import utcnow
+from warden.tenancy import Principal, Scope
 
 TABLES = {
     "tenants",
@@ -143,3 +150,67 @@ def test_when_a_database_at_0009_is_upgraded_then_its_versions_are_kept_unmeasur
             assert services.registry.resolve(tenant, "pets", 1).run_cap_ms == 120.0
         finally:
             services.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_when_a_database_at_0011_is_upgraded_then_its_approvals_are_operator_approvals_that_still_admit_jobs(
+    backend: str, tmp_path: Path
+) -> None:
+    """0012 makes every earlier approval the host's operator approval (approved, or revoked where it was) and keeps
+    its dataset hashes (SQLite copies the table, and the copy's DROP would cascade into them); the downgrade
+    keeps them too, and removes what 0011 could not tell from an active approval (a tenant's pending request)."""
+    data = tmp_path / "tx.csv"
+    data.write_text("amount\n12.5\n")
+    active, revoked = "apr_" + "a" * 16, "apr_" + "r" * 16
+    created = datetime(2026, 11, 30, tzinfo=UTC)
+    with database_url(backend, tmp_path) as url:
+        db = Database(url)
+        try:
+            _migrate_to(db, "0011")
+            with db.engine.begin() as connection:
+                for approval_id, revoked_at in ((active, None), (revoked, datetime(2026, 12, 1, tzinfo=UTC))):
+                    connection.execute(
+                        text(
+                            "INSERT INTO approvals (id, purpose, created_at, created_by, max_runs, runs_used, "
+                            "revoked_at, allow_identifiers) VALUES (:id, 'fraud model', :now, 'alice', 2, 0, :revoked, "
+                            ":no)"
+                        ),
+                        {"id": approval_id, "now": created, "revoked": revoked_at, "no": False},
+                    )
+                    connection.execute(
+                        text("INSERT INTO approval_datasets VALUES (:id, 0, :path, :sha)"),
+                        {"id": approval_id, "path": str(data), "sha": content_sha256(data)},
+                    )
+        finally:
+            db.close()
+        services = open_services(Settings(data_dir=tmp_path / "data", database_url=url))  # migrates to head
+        try:
+            kept = services.approvals.get(active)
+            assert (kept.tenant, kept.decision, kept.requested_by_kind) == (None, Decision.APPROVED, "cli")
+            assert (kept.requested_by, kept.decided_by, kept.decided_at) == ("cli:alice", "cli:alice", created)
+            assert (kept.max_gpus, kept.runtimes, kept.dataset_refs) == (0, None, ())
+            admitted = admit(services.approvals, active, [Input(data, "tx")], scan=lambda _: [])
+            assert admitted.approval.runs_used == 1
+            with pytest.raises(ApprovalRefused) as refused:
+                admit(services.approvals, revoked, [Input(data, "tx")], scan=lambda _: [])
+            assert refused.value.reason is ApprovalRefusal.REVOKED
+            assert services.approvals.get(revoked).revoked_by == "cli:alice"
+            services.tenants.create_tenant("bank")
+            scientist = Principal(services.tenants.tenant_id("bank"), "bank", "5c1e00000000", Scope.TRAIN, "api_key")
+            terms = request_terms(utcnow(), purpose="p", datasets=["tx:1"], max_runs=1, expires="1d")
+            pending = ApprovalDesk(services.approvals).submit(scientist, terms)
+        finally:
+            services.close()
+        db = Database(url)
+        try:
+            _migrate_to(db, "0011", down=True)
+            with db.engine.connect() as connection:
+                assert connection.execute(text("SELECT id FROM approvals ORDER BY id")).scalars().all() == [
+                    active,
+                    revoked,
+                ]
+                hashes = connection.execute(text("SELECT approval_id, sha256 FROM approval_datasets ORDER BY 1"))
+                assert hashes.all() == [(active, content_sha256(data)), (revoked, content_sha256(data))]
+                assert pending.id not in connection.execute(text("SELECT id FROM approvals")).scalars().all()
+        finally:
+            db.close()

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select
 
 from warden.errors import ApprovalNotPending, Forbidden, InvalidArgument, SelfApproval
 from warden.jobs.approvals import (
@@ -46,6 +46,7 @@ from warden.jobs.approvals import (
     check_purpose,
     find,
     new_row,
+    transition,
     view_of,
 )
 from warden.storage.tables import Approval, ApprovalDatasetRef
@@ -265,8 +266,6 @@ class ApprovalDesk:
         """Revoke an approved approval (approvers and operators); no job starts under it again."""
         tenant_id = _overseer(caller)
         checked = check_reason(reason, required=False)
-        with self._db.session() as session:
-            find(session, approval_id, tenant_id)  # another tenant's is not found, before anything else
         return self._approvals.revoke(approval_id, by=caller.key_id, reason=checked, tenant_id=tenant_id)
 
     def _list(self, tenant_id: int | None, state: ApprovalState | None, *, every: bool) -> list[ApprovalView]:
@@ -284,27 +283,19 @@ class ApprovalDesk:
         """Move a pending, unexpired request to ``to`` by one conditional UPDATE; explain a refusal after."""
         now = self._approvals.now()
         deciding = to is not Decision.WITHDRAWN
+        conditions = [
+            Approval.state == Decision.PENDING.value,
+            or_(Approval.expires_at.is_(None), Approval.expires_at > now),
+        ]
+        if deciding:
+            conditions.append(Approval.requested_by != caller.key_id)
+        values = {"state": to.value, "decided_by": caller.key_id, "decided_at": now, "reason": reason}
         with self._db.session() as session:
-            row = find(session, approval_id, tenant_id)
+            changed, row = transition(session, approval_id, tenant_id, conditions, values)
             if deciding and row.requested_by == caller.key_id:
                 raise SelfApproval(f"approval {row.id} was requested by this principal; another approver must decide")
-            conditions = [
-                Approval.id == row.id,
-                Approval.state == Decision.PENDING.value,
-                Approval.expires_at.is_(None) | (Approval.expires_at > now),
-            ]
-            if deciding:
-                conditions.append(Approval.requested_by != caller.key_id)
-            changed = session.execute(
-                update(Approval)
-                .where(*conditions)
-                .values(state=to.value, decided_by=caller.key_id, decided_at=now, reason=reason)
-                .execution_options(synchronize_session=False)
-            )
-            session.refresh(row)
-            if changed.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult for an UPDATE
-                state = view_of(row).state(now)
-                raise ApprovalNotPending(f"approval {row.id} is {state.value}, not pending")
+            if not changed:
+                raise ApprovalNotPending(f"approval {row.id} is {view_of(row).state(now).value}, not pending")
             return view_of(row)
 
 

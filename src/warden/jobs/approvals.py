@@ -24,14 +24,14 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from warden.errors import ApprovalNotApproved, ApprovalNotFound, ApprovalRefusal, ApprovalRefused, InvalidArgument
@@ -296,16 +296,17 @@ class ApprovalService:
         that tenant is found (another's answers ``ApprovalNotFound``, like a missing one). A request
         that was never approved (pending, rejected, withdrawn) is ``ApprovalNotApproved``.
         """
+        now = self._clock()
         with self._db.session() as session:
-            row = find(session, approval_id, tenant_id)
-            if row.state == Decision.REVOKED.value or row.revoked_at is not None:
-                return view_of(row)
-            if row.state != Decision.APPROVED.value:
+            changed, row = transition(
+                session,
+                approval_id,
+                tenant_id,
+                [Approval.state == Decision.APPROVED.value, Approval.revoked_at.is_(None)],
+                {"state": Decision.REVOKED.value, "revoked_at": now, "revoked_by": by, "revoke_reason": reason},
+            )
+            if not changed and row.state != Decision.REVOKED.value and row.revoked_at is None:
                 raise ApprovalNotApproved(f"approval {row.id} is {row.state}, not approved: there is nothing to revoke")
-            row.state = Decision.REVOKED.value
-            row.revoked_at = self._clock()
-            row.revoked_by = by
-            row.revoke_reason = reason
             return view_of(row)
 
     def consume(self, approval_id: str) -> ApprovalView:
@@ -386,6 +387,32 @@ def find(session: Session, approval_id: str, tenant_id: int | None) -> Approval:
     if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
         raise ApprovalNotFound(f"no approval with id {approval_id!r}")
     return row
+
+
+def transition(
+    session: Session,
+    approval_id: str,
+    tenant_id: int | None,
+    conditions: Sequence[ColumnElement[bool]],
+    values: Mapping[str, object],
+) -> tuple[bool, Approval]:
+    """Change an approval by one conditional UPDATE, then read it; whether it changed, and the row as it is now.
+
+    The UPDATE comes first so that the transaction writes before it reads (SQLite then takes its
+    write lock at once instead of failing to upgrade a stale read), and so that two callers racing
+    cannot both see the state they need. ``ApprovalNotFound`` as :func:`find` says.
+    """
+    changed = 0
+    if ID_PATTERN.fullmatch(approval_id):
+        scoped = [] if tenant_id is None else [Approval.tenant_id == tenant_id]
+        result = session.execute(
+            update(Approval)
+            .where(Approval.id == approval_id, *scoped, *conditions)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        changed = result.rowcount  # type: ignore[attr-defined]  # an UPDATE's result is a CursorResult
+    return changed == 1, find(session, approval_id, tenant_id)
 
 
 def view_of(row: Approval) -> ApprovalView:
