@@ -1,4 +1,5 @@
-"""Shared by the job tests: the services over a fresh data directory, an empty output directory, a race of threads."""
+"""Shared by the job tests: the services over a fresh data directory, an empty output directory, a race of threads,
+and a machine with two GPUs made of stand-ins (no GPU is needed)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from tests.cli.conftest import clean_environment
 from warden.errors import ApprovalRefused
+from warden.jobs.gpu_driver import GpuHost, GpuInfo
 from warden.services import Services, open_services
 from warden.settings import load_settings
 
@@ -31,6 +33,24 @@ def output_dir(tmp_path: Path) -> Path:
     path = tmp_path / "output"
     path.mkdir()
     return path
+
+
+FAKE_GPUS = (
+    GpuInfo(0, "GPU-00000000-0000-4000-8000-000000000000", 0),
+    GpuInfo(1, "GPU-11111111-1111-4111-8111-111111111111", 1),
+)
+"""The two GPUs of :func:`fake_gpu_host`, as NVML would list them."""
+
+
+@pytest.fixture
+def fake_gpu_host(tmp_path: Path) -> GpuHost:
+    """A host whose driver shows two GPUs: regular files stand in for ``/dev/nvidia0``, ``/dev/nvidia1`` and
+    ``/dev/nvidiactl`` (bwrap binds a file as it binds a device node), and NVML is a function listing them."""
+    root = tmp_path / "gpu-host"
+    (root / "dev").mkdir(parents=True)
+    for node in ("nvidia0", "nvidia1", "nvidiactl"):
+        (root / "dev" / node).write_text(node)
+    return GpuHost(root, nvml=lambda: FAKE_GPUS)
 
 
 def race(callers: int, call: Callable[[], object], won: str) -> list[str]:

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 
+from tests.jobs.conftest import FAKE_GPUS
 from warden.errors import ApprovalRefusal, ApprovalRefused, InvalidArgument
 from warden.jobs.admission import Input
+from warden.jobs.gpu_driver import GpuHost
+from warden.jobs.gpus import GpuDevice, GpuKind, GpuPool, GpusBusy, GpusUnsatisfiable
 from warden.jobs.runner import (
     LIMIT_EXIT_STATUS,
     InputChanged,
@@ -305,3 +308,100 @@ def test_links_the_job_made_are_listed_as_not_released(services: Services, data:
         "up": ("link", "../../", False),
     }
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["m.txt"]
+
+
+# --- GPUs ---------------------------------------------------------------------------------------------------------
+
+
+def gpu_job(
+    services: Services, data: Path, output: Path, pool: GpuPool, host: GpuHost, script: str, **options: Any
+) -> tuple[JobRequest, Any]:
+    approval = services.approvals.create("fraud model", [data], created_by="alice", max_runs=2)
+    request = JobRequest(approval.id, [Input(data, "data")], output, [PYTHON, "-c", script], gpus=1, **options)
+
+    def run() -> JobReport:
+        return run_job(
+            request, approvals=services.approvals, audit=services.audit, actor="alice",
+            sandbox=BwrapSandbox(gpu_host=host), gpu_pool=pool, job_id="job-1",
+        )  # fmt: skip
+
+    return request, run
+
+
+def two_gpus() -> GpuPool:
+    return GpuPool([GpuDevice("0", GpuKind.INDEX), GpuDevice("1", GpuKind.INDEX)])
+
+
+def test_a_gpu_job_sees_only_its_device_and_the_manifest_and_audit_name_it(
+    services: Services, data: Path, tmp_path: Path, fake_gpu_host: GpuHost
+) -> None:
+    pool = two_gpus()
+    pool.acquire(1, "someone-else")  # holds GPU 0: the job gets GPU 1
+    script = (
+        "import os; print(sorted(n for n in os.listdir('/dev') if n.startswith('nvidia')), "
+        "os.environ['CUDA_VISIBLE_DEVICES'])"
+    )
+    _, run = gpu_job(services, data, tmp_path / "out", pool, fake_gpu_host, script)
+
+    report = run()
+
+    assert report.exit_status == 0
+    uuid = FAKE_GPUS[1].uuid
+    assert (record_dir(tmp_path / "out") / "stdout.log").read_text() == f"['nvidia1', 'nvidiactl'] {uuid}\n"
+    manifest = json.loads((report.record_dir / "manifest.json").read_text())
+    assert manifest["gpus"] == ["1"]
+    events = {e["action"]: e for e in admin_events(services) if e["action"].startswith("job.")}
+    assert events["job.start"]["details"]["gpus"] == events["job.end"]["details"]["gpus"] == "1"
+    assert pool.holders() == {"0": "someone-else"}  # released after the run
+
+
+def test_a_job_without_gpus_records_none(services: Services, data: Path, tmp_path: Path) -> None:
+    report = job(services, data, tmp_path / "out", "pass")
+
+    assert report.manifest()["gpus"] == []
+    events = {e["action"]: e for e in admin_events(services) if e["action"].startswith("job.")}
+    assert events["job.start"]["details"]["gpus"] is None
+
+
+def test_when_the_gpus_are_busy_the_job_is_refused_before_a_run_is_spent(
+    services: Services, data: Path, tmp_path: Path, fake_gpu_host: GpuHost
+) -> None:
+    pool = two_gpus()
+    pool.acquire(2, "someone-else")
+    request, run = gpu_job(services, data, tmp_path / "out", pool, fake_gpu_host, "pass")
+
+    with pytest.raises(GpusBusy):
+        run()
+
+    assert services.approvals.get(request.approval_id).runs_used == 0
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_job_asking_gpus_of_a_machine_without_a_pool_is_unsatisfiable_before_a_run_is_spent(
+    services: Services, data: Path, tmp_path: Path
+) -> None:
+    approval = services.approvals.create("fraud model", [data], created_by="alice")
+    request = JobRequest(approval.id, [Input(data, "data")], tmp_path / "out", [PYTHON, "-c", "pass"], gpus=1)
+
+    with pytest.raises(GpusUnsatisfiable, match="WARDEN_JOB_GPUS is empty"):
+        run_job(request, approvals=services.approvals, audit=services.audit, actor="alice", sandbox=SANDBOX)
+
+    assert services.approvals.get(approval.id).runs_used == 0
+
+
+def test_the_lease_is_released_however_the_run_ends(
+    services: Services, data: Path, tmp_path: Path, fake_gpu_host: GpuHost
+) -> None:
+    pool = two_gpus()
+    request, run = gpu_job(services, data, tmp_path / "a", pool, fake_gpu_host, "raise SystemExit(4)")
+    assert run().exit_status == 4  # the job failed
+    assert pool.holders() == {}
+
+    services.approvals.revoke(request.approval_id, by="bob")
+    refused = JobRequest(request.approval_id, [Input(data, "data")], tmp_path / "b", [PYTHON, "-c", "pass"], gpus=2)
+    with pytest.raises(ApprovalRefused):  # admission refused it after the lease was taken
+        run_job(
+            refused, approvals=services.approvals, audit=services.audit, actor="alice",
+            sandbox=BwrapSandbox(gpu_host=fake_gpu_host), gpu_pool=pool,
+        )  # fmt: skip
+    assert pool.holders() == {}

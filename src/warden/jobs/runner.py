@@ -28,11 +28,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
@@ -48,10 +48,13 @@ from warden.jobs.containers import (
     rootless_podman,
     write_seccomp_profile,
 )
+from warden.jobs.gpu_driver import CDI_DIRS, cdi_gpu_names
+from warden.jobs.gpus import GpuDevice, GpuPool, Lease
 from warden.jobs.images import ImageRef
-from warden.jobs.kubernetes import KubernetesInput, KubernetesJob, build_manifest, manifest_yaml
+from warden.jobs.kubernetes import GPU_RESOURCE, KubernetesInput, KubernetesJob, build_manifest, manifest_yaml
 from warden.jobs.outputs import OutputFile, hash_outputs, remove_specials, restrict_output
-from warden.jobs.sandbox import BwrapSandbox, SandboxResult, SandboxSpec, Sink, check_env
+from warden.jobs.report import LIMIT_EXIT_STATUS, JobReport, JobStatus
+from warden.jobs.sandbox import BwrapSandbox, SandboxSpec, Sink, check_env
 
 __all__ = [
     "LIMIT_EXIT_STATUS",
@@ -73,19 +76,7 @@ __all__ = [
 ]
 
 RECORD_SUFFIX: Final = ".job"
-LIMIT_EXIT_STATUS: Final = 122
-"""What ``warden job run`` exits with when the job was stopped at its output or log limit."""
 _AUDIT_VALUE_CHARS: Final = 1000
-
-
-class JobStatus(StrEnum):
-    """How a run ended, as the manifest, the ``job.end`` audit event and ``--json`` name it."""
-
-    OK = "ok"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    OOM_KILLED = "oom_killed"
-    LIMIT_EXCEEDED = "limit_exceeded"
 
 
 class InputChanged(WardenError):
@@ -110,99 +101,10 @@ class JobRequest:
     extra_ro_paths: Sequence[Path] = ()
     max_output_bytes: int = 1024**3
     max_log_bytes: int | None = 64 * 1024**2
+    gpus: int = 0
 
 
-@dataclass
-class JobReport:
-    """What happened: the admission, the sandbox's result, the outputs, and where the record was written."""
-
-    admission: Admission
-    result: SandboxResult
-    outputs: list[OutputFile]
-    record_dir: Path
-    actor: str
-    backend: str = "bwrap"
-    image: str | None = None
-    env_names: Sequence[str] = ()
-    max_output_bytes: int | None = None
-    max_log_bytes: int | None = None
-
-    @property
-    def status(self) -> JobStatus:
-        """How the run ended; a limit the job was stopped at comes first, whatever its exit status then was."""
-        if self.result.limit_exceeded is not None:
-            return JobStatus.LIMIT_EXCEEDED
-        if self.result.timed_out:
-            return JobStatus.TIMED_OUT
-        if self.result.oom_killed:
-            return JobStatus.OOM_KILLED
-        return JobStatus.OK if self.result.exit_code == 0 else JobStatus.FAILED
-
-    @property
-    def exit_status(self) -> int:
-        """The status ``warden job run`` exits with: the job's own, 124 after a timeout (as ``timeout`` does), 122
-        when it was stopped at its output or log limit."""
-        if self.result.limit_exceeded is not None:
-            return LIMIT_EXIT_STATUS
-        if self.result.timed_out:
-            return 124
-        return self.result.exit_code if self.result.exit_code is not None else 1
-
-    def exit_description(self) -> str:
-        """How the job ended, in a few words (``exited 0``, ``killed by signal 9``, ``timed out``)."""
-        if self.result.limit_exceeded is not None:
-            return f"stopped: limit_exceeded ({self.result.limit_exceeded})"
-        if self.result.timed_out:
-            return "timed out"
-        if self.result.oom_killed:
-            return "killed: out of memory"
-        if self.result.signal is not None:
-            return f"killed by signal {self.result.signal}"
-        return f"exited {self.result.exit_code}"
-
-    def manifest(self) -> dict[str, Any]:
-        """The run's manifest: approval, purpose, inputs and outputs with their hashes, command, limits, status.
-
-        The environment appears by name only (``env``); ``argv`` never holds a value (bwrap reads them from a
-        descriptor, the container engines from a private file).
-        """
-        approval = self.admission.approval
-        return {
-            "warden_job": 1,
-            "actor": self.actor,
-            "approval": approval.id,
-            "purpose": approval.purpose,
-            "inputs": [{"name": i.name, "sha256": i.sha256} for i in self.admission.inputs],
-            "not_scanned": self.admission.not_scanned,
-            "backend": self.backend,
-            "image": self.image,
-            "argv": list(self.result.argv),
-            "env": sorted(self.env_names),
-            "limits": dict(self.result.limits),
-            "max_output_bytes": self.max_output_bytes,
-            "max_log_bytes": self.max_log_bytes,
-            "status": self.status.value,
-            "limit_exceeded": self.result.limit_exceeded,
-            "started": self.result.started.isoformat(),
-            "ended": self.result.ended.isoformat(),
-            "exit_code": self.result.exit_code,
-            "signal": self.result.signal,
-            "timed_out": self.result.timed_out,
-            "oom_killed": self.result.oom_killed,
-            "landlock_abi": self.result.landlock_abi,
-            "outputs": [
-                {
-                    "path": o.path,
-                    "kind": o.kind,
-                    "sha256": o.sha256,
-                    "size": o.size,
-                    "link_target": o.link_target,
-                    "error": o.error,
-                    "released": o.released,
-                }
-                for o in self.outputs
-            ],
-        }
+_NO_POOL = GpuPool((), note="WARDEN_JOB_GPUS is empty: this machine lends no GPU to jobs")
 
 
 def check_output(output_dir: Path) -> None:
@@ -241,24 +143,35 @@ def run_job(
     scan: Scan | None = None,
     stdout: Sink | None = None,
     stderr: Sink | None = None,
+    gpu_pool: GpuPool | None = None,
+    job_id: str | None = None,
+    gpu_wait: float | None = 0.0,
 ) -> JobReport:
-    """Admit, run and record one job; raises ``ApprovalRefused`` (nothing run) or ``InputChanged`` (after the run)."""
+    """Admit, run and record one job; raises ``ApprovalRefused`` (nothing run) or ``InputChanged`` (after the run).
+
+    A job asking for GPUs takes a lease of ``request.gpus`` devices from ``gpu_pool`` before admission (so a busy
+    pool, ``gpus_busy`` after ``gpu_wait`` seconds, never spends a run) and gives it back however the run ends.
+    """
     box = sandbox or BwrapSandbox()
     if not box.available():
         raise SandboxUnavailable(f"the {_backend(box)} sandbox cannot run here: {box.unavailable_reason()}")
     check_output(request.output_dir)  # before admission, so a mistake here never spends one of the approval's runs
     check_env(request.env)
-    parent = request.output_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    snapshot = Path(tempfile.mkdtemp(prefix=".warden-inputs-", dir=parent))
-    try:
-        # The job reads private copies: what admission hashed and scanned is exactly what the job sees, whatever
-        # happens to the originals meanwhile (a swap during the run and back again would otherwise go unseen).
-        inputs = [Input(_snapshot(i.path, snapshot / i.name), i.name) for i in request.inputs]
-        admission = admit(approvals, request.approval_id, inputs, scan=scan)
-        return _run_admitted(request, admission, box, audit=audit, actor=actor, stdout=stdout, stderr=stderr)
-    finally:
-        shutil.rmtree(snapshot, ignore_errors=True)
+    pool = gpu_pool or _NO_POOL
+    with pool.acquire(request.gpus, job_id or f"job-{secrets.token_hex(8)}", timeout=gpu_wait) as lease:
+        parent = request.output_dir.resolve().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        snapshot = Path(tempfile.mkdtemp(prefix=".warden-inputs-", dir=parent))
+        try:
+            # The job reads private copies: what admission hashed and scanned is exactly what the job sees,
+            # whatever happens to the originals meanwhile (a swap during the run and back again would go unseen).
+            inputs = [Input(_snapshot(i.path, snapshot / i.name), i.name) for i in request.inputs]
+            admission = admit(approvals, request.approval_id, inputs, scan=scan)
+            return _run_admitted(
+                request, admission, box, audit=audit, actor=actor, stdout=stdout, stderr=stderr, lease=lease
+            )
+        finally:
+            shutil.rmtree(snapshot, ignore_errors=True)
 
 
 def _snapshot(source: Path, target: Path) -> Path:
@@ -283,6 +196,7 @@ def _run_admitted(
     actor: str,
     stdout: Sink | None,
     stderr: Sink | None,
+    lease: Lease,
 ) -> JobReport:
     record = prepare_output(request.output_dir)
     spec = SandboxSpec(
@@ -297,22 +211,25 @@ def _run_admitted(
         extra_ro_paths=list(request.extra_ro_paths),
         output_bytes=request.max_output_bytes,
         log_bytes=request.max_log_bytes,
+        gpus=lease.devices,
     )
-    backend, image = _backend(box), _image(box)
+    backend, image, gpus = _backend(box), _image(box), ",".join(lease.device_ids) or None
     started = {"command": _json(spec.command), "limits": _json(_limits(request)), "backend": backend, "image": image}
-    _record(audit, "job.start", admission, actor, {**started, "env": ",".join(sorted(request.env)) or None})
+    _record(
+        audit, "job.start", admission, actor, {**started, "env": ",".join(sorted(request.env)) or None, "gpus": gpus}
+    )
     try:
         with _private(record / "stdout.log") as out_log, _private(record / "stderr.log") as err_log:
             result = box.run(spec, _tee(out_log.write, stdout), _tee(err_log.write, stderr))
     except BaseException as exc:  # the run never finished: still close its record
-        _record(audit, "job.end", admission, actor, {"error": type(exc).__name__, "backend": backend})
+        _record(audit, "job.end", admission, actor, {"error": type(exc).__name__, "backend": backend, "gpus": gpus})
         raise
     withheld = [w.as_output() for w in (*result.withheld, *remove_specials(request.output_dir))]
     restrict_output(request.output_dir)
     outputs = sorted(hash_outputs(request.output_dir) + withheld, key=lambda o: o.path)
     report = JobReport(
         admission, result, outputs, record, actor, backend, image, sorted(request.env), spec.output_bytes,
-        spec.log_bytes,
+        spec.log_bytes, lease.device_ids,
     )  # fmt: skip
     with _private(record / "manifest.json") as handle:
         handle.write((json.dumps(report.manifest(), indent=2) + "\n").encode())
@@ -338,6 +255,7 @@ def _run_admitted(
             "manifest_sha256": outputs_sha256,
             "inputs_changed": ",".join(changed) or None,
             "backend": backend,
+            "gpus": gpus,
         },
     )
     if changed:
@@ -361,9 +279,13 @@ def _image(box: BwrapSandbox | ContainerSandbox) -> str | None:
 
 
 def container_dry_run(
-    request: JobRequest, engine: Engine, image: ImageRef, seccomp_dir: Path, *, cpus: float | None = None
-) -> list[str]:
-    """The ``{engine} run`` argv a run of ``request`` would use; writes only the seccomp profile, admits nothing."""
+    request: JobRequest, engine: Engine, image: ImageRef, seccomp_dir: Path, *, cpus: float | None = None,
+    gpus: Sequence[GpuDevice] = (), cdi_dirs: Sequence[Path] = CDI_DIRS,
+) -> list[str]:  # fmt: skip
+    """The ``{engine} run`` argv a run of ``request`` would use; writes only the seccomp profile, admits nothing.
+
+    ``gpus`` are the devices to show (a dry run leases none: a run gets whichever are free then).
+    """
     job = ContainerJob(
         engine=engine,
         image=image,
@@ -378,6 +300,8 @@ def container_dry_run(
         cpus=cpus,
         keep_id=rootless_podman(engine),
         max_output_bytes=request.max_output_bytes,
+        gpus=[device.id for device in gpus],
+        cdi_names=cdi_gpu_names(cdi_dirs) if gpus else None,
     )
     return build_command(job)
 
@@ -386,7 +310,8 @@ def container_dry_run(
 class KubernetesTarget:
     """Where a Kubernetes job runs: its name and namespace, the claims holding its data, its CPU share, its TTL.
 
-    ``claims`` maps an input's name to the PersistentVolumeClaim holding it (default: a claim of the same name).
+    ``claims`` maps an input's name to the PersistentVolumeClaim holding it (default: a claim of the same name);
+    ``gpu_resource`` is the device plugin's resource the job's GPUs are asked as (``nvidia.com/gpu`` or a MIG one).
     """
 
     name: str
@@ -395,6 +320,7 @@ class KubernetesTarget:
     namespace: str | None = None
     cpus: float = 1.0
     ttl_seconds: int = 86400
+    gpu_resource: str = GPU_RESOURCE
 
 
 def _kubernetes_job(
@@ -425,6 +351,8 @@ def _kubernetes_job(
         cpus=target.cpus,
         timeout_seconds=request.timeout_seconds or 3600.0,
         ttl_seconds=target.ttl_seconds,
+        gpus=request.gpus,
+        gpu_resource=target.gpu_resource,
     )
 
 
@@ -458,6 +386,8 @@ def issue_manifest(
     manifest = build_manifest(job)
     digest = hashlib.sha256(manifest_yaml(manifest).encode()).hexdigest()
     details = {"backend": "kubernetes", "image": image.pinned, "job": target.name, "manifest_sha256": digest}
+    if request.gpus:  # the cluster's device plugin picks the devices; the record says how many and of what
+        details["gpus"] = f"{request.gpus} {target.gpu_resource}"
     _record(audit, "job.manifest", admission, actor, {**details, "command": _json(list(request.command))})
     return manifest
 
@@ -470,6 +400,7 @@ def _limits(request: JobRequest) -> dict[str, Any]:
         "timeout_seconds": request.timeout_seconds,
         "max_output_bytes": request.max_output_bytes,
         "max_log_bytes": request.max_log_bytes,
+        "gpus": request.gpus,
     }
 
 
