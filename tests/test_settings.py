@@ -41,6 +41,11 @@ def test_when_variables_and_overrides_are_given_then_overrides_win(monkeypatch: 
         ("WARDEN_JOB_IMAGE_ALLOWLIST", "registry.example/team/*", "job_image_allowlist"),
         ("WARDEN_JOB_IMAGE_ALLOWLIST", '["registry.example/t@sha256:12"]', "job_image_allowlist"),
         ("WARDEN_JOB_IMAGE_ALLOWLIST", '["registry.example/t:latest trainer"]', "job_image_allowlist"),
+        ("WARDEN_JOB_GPUS", "0,0", "job_gpus: Value error, duplicate: WARDEN_JOB_GPUS entry '0'"),
+        ("WARDEN_JOB_GPUS", "-1", "job_gpus: Value error, negative_index"),
+        ("WARDEN_JOB_GPUS", "GPU-8f2e", "job_gpus: Value error, malformed_uuid: WARDEN_JOB_GPUS entry 'GPU-8f2e'"),
+        ("WARDEN_JOB_GPUS", "0,,1", "job_gpus: Value error, empty_entry"),
+        ("WARDEN_JOB_GPUS", "auto,0", "job_gpus: Value error, auto_not_alone"),
         ("WARDEN_MAX_DATASET_BYTES", "0", "max_dataset_bytes"),
         ("WARDEN_DATASET_QUOTA_BYTES", "-1", "dataset_quota_bytes"),
         ("WARDEN_DATASET_QUOTA_BYTES", "lots", "dataset_quota_bytes"),
@@ -103,3 +108,13 @@ def test_dataset_limits_default_to_256_mib_uploads_and_10_gib_stored_staged_in_d
     settings = load_settings()
     assert (settings.max_dataset_bytes, settings.dataset_quota_bytes) == (256 * 1024**2, 10 * 1024**3)
     assert settings.staging_dir == Path("/dev/shm")  # noqa: S108
+
+
+GPU_UUID = "GPU-8f2e41c3-7a1b-4c5d-9e0f-123456789abc"
+
+
+@pytest.mark.parametrize("value", ["", "0,1", "auto", f"{GPU_UUID},MIG-{GPU_UUID}/1/0"])
+def test_the_job_gpus_are_kept_as_given_and_none_by_default(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    assert load_settings().job_gpus == ""
+    monkeypatch.setenv("WARDEN_JOB_GPUS", value)
+    assert load_settings().job_gpus == value

@@ -12,7 +12,15 @@ import socket
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from warden.errors import InvalidArgument
@@ -37,6 +45,17 @@ def default_replica_id() -> str:
 def _lower(value: object) -> object:
     """Level names are accepted in any case (``INFO`` as ``info``)."""
     return value.lower() if isinstance(value, str) else value
+
+
+def _gpu_list(value: str) -> str:
+    """``WARDEN_JOB_GPUS`` checked entry by entry now (``auto`` is discovered when a job asks for a GPU)."""
+    from warden.jobs.gpus import InvalidGpuList, parse_gpu_list  # noqa: PLC0415 - the grammar lives with the pool
+
+    try:
+        parse_gpu_list(value)
+    except InvalidGpuList as exc:
+        raise ValueError(exc.message) from None
+    return value
 
 
 class Settings(BaseSettings):
@@ -288,6 +307,13 @@ class Settings(BaseSettings):
         ge=1024,
         description="Default for `warden job run --max-log`: bytes of stdout and stderr together a job may write; "
         "past it nothing more is kept or shown and the job is stopped (limit_exceeded).",
+    )
+    job_gpus: Annotated[str, AfterValidator(_gpu_list)] = Field(
+        default="",
+        description="GPUs `warden job run --gpus N` lends to jobs, each to one job at a time: a comma-separated "
+        "list of device indexes as nvidia-smi numbers them (0,1), GPU UUIDs (GPU-…) or MIG device UUIDs (MIG-…), "
+        "or auto (every GPU NVML lists, a GPU in MIG mode as its MIG devices; needs the nvidia-ml-py package, and "
+        "without it or a driver there are none). Empty: no GPUs; a job asking for one is refused.",
     )
     # --- datasets (warden.datasets) ---
     max_dataset_bytes: int = Field(
