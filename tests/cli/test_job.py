@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shlex
 from pathlib import Path
@@ -12,6 +13,9 @@ import yaml
 from tests.cli.conftest import Warden, one_error_line
 from warden.cli.jobs import parse_claims, parse_duration, parse_env, parse_size
 from warden.errors import InvalidArgument
+from warden.jobs.containers import Engine, gpu_run_args
+from warden.jobs.gpu_driver import cdi_gpu_names
+from warden.jobs.gpus import GpuUnavailable
 from warden.jobs.kubernetes import approval_label
 from warden.jobs.sandbox import BwrapSandbox
 from warden.policy import Profile, check_docker_run, check_text
@@ -324,3 +328,119 @@ def test_the_size_limits_have_settings_defaults_and_the_option_grammar(
     )  # fmt: skip
     assert bad.exit_code != 0
     assert "--max-log: 'lots' is not a size" in one_error_line(bad)
+
+
+# --- GPUs ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_docker_dry_run_with_gpus_shows_the_devices_it_would_get_and_passes_the_policy_check(
+    warden: Warden, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WARDEN_JOB_GPUS", "0,1,2")
+    try:  # whatever this host's CDI specs say (none on most machines: then docker's --gpus)
+        expected = gpu_run_args(Engine.DOCKER, ["0", "1"], cdi_gpu_names())
+    except GpuUnavailable as exc:
+        pytest.skip(f"this host's CDI spec cannot give GPUs 0 and 1: {exc}")
+
+    result = warden(
+        "job", "run", "--approval", "apr_any", "--input", f"{data}:data", "--output", tmp_path / "out",
+        "--backend", "docker", "--image", IMAGE, "--dry-run", "--gpus", "2", "--json", "--", "python", "train.py",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["gpus"] == ["0", "1"]
+    argv = answer["argv"]
+    at = argv.index(expected[0])
+    assert argv[at : at + len(expected)] == expected
+    assert check_docker_run(answer["command"], Profile.RESTRICTED) == []
+
+
+def test_a_kubernetes_job_with_gpus_asks_the_device_plugin_and_stays_restricted(
+    warden: Warden, data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "job.yaml"
+
+    result = warden(
+        "job", "run", "--approval", "apr_any", "--input", f"{data}:data", "--backend", "kubernetes", "--image", IMAGE,
+        "--dry-run", "--manifest-out", out, "--gpus", "1", "--gpu-resource", "nvidia.com/mig-1g.5gb", "--", "true",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    (container,) = yaml.safe_load(out.read_text())["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/mig-1g.5gb"] == 1
+    assert check_text(out.read_text(), str(out), Profile.RESTRICTED)[1] == []
+
+
+def test_an_issued_kubernetes_job_s_audit_record_says_how_many_gpus_of_what(
+    warden: Warden, data: Path, tmp_path: Path
+) -> None:
+    assert warden("init").exit_code == 0
+    approval = approve(warden, data)
+
+    result = warden(
+        "job", "run", "--approval", approval, "--input", f"{data}:data", "--backend", "kubernetes",
+        "--image", IMAGE, "--gpus", "2", "--", "python", "train.py",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    events = warden.json("audit", "query", "--kind", "admin")
+    [issued] = [e["event"] for e in events if e["event"].get("action") == "job.manifest"]
+    assert issued["details"]["gpus"] == "2 nvidia.com/gpu"
+
+
+@pytest.mark.parametrize(
+    ("gpus", "setting", "needle"),
+    [
+        ("1", None, "gpus_unsatisfiable: the job asks for 1 GPU(s) and this machine lends 0 to jobs (WARDEN_JOB_GPUS"),
+        ("3", "0,1", "gpus_unsatisfiable: the job asks for 3 GPU(s) and this machine lends 2 to jobs"),
+        ("1", "0,0", "job_gpus: Value error, duplicate: WARDEN_JOB_GPUS entry '0'"),
+    ],
+)
+def test_a_job_asking_more_gpus_than_the_machine_lends_is_one_error_line_and_spends_no_run(
+    warden: Warden, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gpus: str, setting: str | None,
+    needle: str,
+) -> None:  # fmt: skip
+    assert warden("init").exit_code == 0
+    approval = approve(warden, data)
+    if setting is not None:
+        monkeypatch.setenv("WARDEN_JOB_GPUS", setting)
+
+    result = warden(
+        "job", "run", "--approval", approval, "--input", f"{data}:data", "--output", tmp_path / "out",
+        "--gpus", gpus, "--", PYTHON, "-c", "pass",
+    )  # fmt: skip
+
+    assert result.exit_code != 0
+    assert needle in one_error_line(result)
+    monkeypatch.delenv("WARDEN_JOB_GPUS", raising=False)  # a bad list would stop the check below too
+    assert runs_used(warden, approval) == 0
+
+
+@needs_sandbox
+def test_gpus_other_jobs_hold_or_the_sandbox_cannot_reach_are_refused_without_spending_a_run(
+    warden: Warden, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert warden("init").exit_code == 0
+    approval = approve(warden, data)
+    command = ["job", "run", "--approval", approval, "--input", f"{data}:data", "--gpus", "1", "--", PYTHON, "-c", ""]
+    monkeypatch.setenv("WARDEN_JOB_GPUS", "254")  # no machine has a GPU of that index
+
+    unreachable = warden(*command[:6], "--output", tmp_path / "a", *command[6:])
+
+    assert "gpu_unavailable: unresolved: GPU 254" in one_error_line(unreachable)
+    locks = warden.data_dir / "gpu-leases"
+    locks.mkdir(parents=True, exist_ok=True)
+    with (locks / "gpu-254.lock").open("w") as held:  # another warden job run holds the device
+        fcntl.flock(held, fcntl.LOCK_EX)
+        busy = warden(*command[:6], "--output", tmp_path / "b", *command[6:])
+    assert "gpus_busy: the job asks for 1 GPU(s); 0 of this machine's 1 are free" in one_error_line(busy)
+    assert runs_used(warden, approval) == 0
+
+
+def test_the_gpu_resource_is_an_option_of_kubernetes_only(warden: Warden, data: Path, tmp_path: Path) -> None:
+    result = warden(
+        "job", "run", "--approval", "apr_any", "--input", f"{data}:data", "--output", tmp_path / "out",
+        "--gpu-resource", "nvidia.com/gpu", "--", "true",
+    )  # fmt: skip
+    assert "--gpu-resource applies to the kubernetes backend" in one_error_line(result)

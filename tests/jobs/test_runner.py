@@ -12,7 +12,7 @@ from tests.jobs.conftest import FAKE_GPUS
 from warden.errors import ApprovalRefusal, ApprovalRefused, InvalidArgument
 from warden.jobs.admission import Input
 from warden.jobs.gpu_driver import GpuHost
-from warden.jobs.gpus import GpuDevice, GpuKind, GpuPool, GpusBusy, GpusUnsatisfiable
+from warden.jobs.gpus import GpuDevice, GpuKind, GpuPool, GpusBusy, GpusUnsatisfiable, GpuUnavailable
 from warden.jobs.runner import (
     LIMIT_EXIT_STATUS,
     InputChanged,
@@ -404,4 +404,17 @@ def test_the_lease_is_released_however_the_run_ends(
             refused, approvals=services.approvals, audit=services.audit, actor="alice",
             sandbox=BwrapSandbox(gpu_host=fake_gpu_host), gpu_pool=pool,
         )  # fmt: skip
+    assert pool.holders() == {}
+
+
+def test_a_device_the_sandbox_cannot_reach_is_refused_before_a_run_is_spent(
+    services: Services, data: Path, tmp_path: Path, fake_gpu_host: GpuHost
+) -> None:
+    pool = GpuPool([GpuDevice("7", GpuKind.INDEX)])  # the host's driver lists GPUs 0 and 1 only
+    request, run = gpu_job(services, data, tmp_path / "out", pool, fake_gpu_host, "pass")
+
+    with pytest.raises(GpuUnavailable, match="unresolved: GPU 7"):
+        run()
+
+    assert services.approvals.get(request.approval_id).runs_used == 0
     assert pool.holders() == {}

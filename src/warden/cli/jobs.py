@@ -14,6 +14,13 @@ approval's run is taken when the manifest is issued, and the inputs are Persiste
 ``--output-claim``). ``--dry-run`` prints the container command (shell-quoted) or the manifest and exits 0
 without admission: it neither checks nor spends the approval, writes no output and audits nothing. Images must
 be on ``WARDEN_JOB_IMAGE_ALLOWLIST`` when that is set, dry run or not.
+
+``--gpus N`` gives the job N GPUs of ``WARDEN_JOB_GPUS``, its own for the run: the lease is taken before admission
+and refused at once when the machine lends fewer (``gpus_unsatisfiable``) or the others hold them now
+(``gpus_busy``: try again when a job ends), so neither spends a run; leases are ``flock``s under
+``DATA_DIR/gpu-leases``, shared by every ``warden job run`` of the machine. A container dry run shows the first N
+devices (a run gets whichever are free). For ``kubernetes`` the cluster's device plugin picks the devices: the
+Job asks for N of ``--gpu-resource`` (``nvidia.com/gpu``, or a MIG resource such as ``nvidia.com/mig-1g.5gb``).
 """
 
 from __future__ import annotations
@@ -32,8 +39,10 @@ from warden.cli.common import emit_json, opened, os_user
 from warden.errors import InvalidArgument
 from warden.jobs.admission import parse_input
 from warden.jobs.containers import ContainerSandbox, Engine, quoted
+from warden.jobs.gpu_driver import gpu_pool
+from warden.jobs.gpus import GpuPool
 from warden.jobs.images import ImageRef, check_allowed, parse_image
-from warden.jobs.kubernetes import manifest_yaml
+from warden.jobs.kubernetes import GPU_RESOURCE, manifest_yaml
 from warden.jobs.runner import (
     JobReport,
     JobRequest,
@@ -112,8 +121,12 @@ def parse_claims(items: list[str]) -> dict[str, str]:
     return claims
 
 
-def _check_options(backend: Backend, image: str | None, dry_run: bool, output: Path | None) -> None:
+def _check_options(
+    backend: Backend, image: str | None, dry_run: bool, output: Path | None, gpu_resource: str | None
+) -> None:
     """Refuse options that do not fit the backend, before anything is opened."""
+    if gpu_resource is not None and backend is not Backend.KUBERNETES:
+        raise InvalidArgument("--gpu-resource applies to the kubernetes backend")
     if backend is Backend.BWRAP:
         for given, option in ((image, "--image"), (dry_run or None, "--dry-run")):
             if given is not None:
@@ -122,6 +135,16 @@ def _check_options(backend: Backend, image: str | None, dry_run: bool, output: P
         raise InvalidArgument(f"the {backend.value} backend needs --image NAME@sha256:<digest>")
     if backend is not Backend.KUBERNETES and output is None:
         raise InvalidArgument(f"the {backend.value} backend needs --output DIR")
+
+
+def _pool(services: Services, gpus: int) -> GpuPool | None:
+    """The machine's GPU pool (``WARDEN_JOB_GPUS``, leases under ``DATA_DIR/gpu-leases``), for a job asking GPUs."""
+    if not gpus:
+        return None
+    settings = services.settings
+    pool = gpu_pool(settings.job_gpus, lock_dir=settings.data_dir / "gpu-leases")
+    pool.check(gpus)
+    return pool
 
 
 def _image(services: Services, reference: str) -> ImageRef:
@@ -192,11 +215,16 @@ def run(
     max_log: Annotated[
         str | None, typer.Option("--max-log", help="Most bytes of stdout and stderr (16M; WARDEN_JOB_MAX_LOG_BYTES).")
     ] = None,
+    gpus: Annotated[int, typer.Option(min=0, help="GPUs for the job alone (of WARDEN_JOB_GPUS).")] = 0,
+    gpu_resource: Annotated[
+        str | None,
+        typer.Option(help="Kubernetes: the device plugin's resource (nvidia.com/gpu; nvidia.com/mig-1g.5gb …)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run's manifest as JSON on stdout.")] = False,
 ) -> None:
     """Run CMD under an approval: inputs read-only, no network, no privileges, limits, everything audited."""
     with opened(ctx) as services:
-        _check_options(backend, image, dry_run, output)
+        _check_options(backend, image, dry_run, output, gpu_resource)
         settings = services.settings
         request = JobRequest(
             approval_id=approval,
@@ -210,6 +238,7 @@ def run(
             timeout_seconds=parse_duration("--timeout", timeout),
             max_output_bytes=parse_size("--max-output", max_output) if max_output else settings.job_max_output_bytes,
             max_log_bytes=parse_size("--max-log", max_log) if max_log else settings.job_max_log_bytes,
+            gpus=gpus,
         )
         ref = _image(services, image) if image is not None else None
         if backend is Backend.KUBERNETES and ref is not None:
@@ -219,6 +248,7 @@ def run(
                 claims=parse_claims(claims or []),
                 namespace=namespace,
                 cpus=cpus or 1.0,
+                gpu_resource=gpu_resource or GPU_RESOURCE,
             )
             if dry_run:
                 manifest = manifest_dry_run(request, ref, target)
@@ -228,13 +258,16 @@ def run(
                 )
             _emit_manifest(manifest, manifest_out, as_json=as_json, issued=not dry_run)
             return
+        pool = _pool(services, gpus)
         if ref is not None and dry_run:
             check_output(request.output_dir)
+            shown = pool.devices[:gpus] if pool is not None else ()
             argv = container_dry_run(
-                request, Engine(backend.value), ref, services.settings.data_dir / "seccomp", cpus=cpus
+                request, Engine(backend.value), ref, services.settings.data_dir / "seccomp", cpus=cpus, gpus=shown
             )
             if as_json:
-                emit_json({"backend": backend.value, "image": ref.pinned, "argv": argv, "command": quoted(argv)})
+                answer = {"backend": backend.value, "image": ref.pinned, "argv": argv, "command": quoted(argv)}
+                emit_json({**answer, "gpus": [device.id for device in shown]})
             else:
                 typer.echo(quoted(argv))
             return
@@ -251,6 +284,7 @@ def run(
                 sandbox=sandbox,
                 stdout=echoes[0],
                 stderr=echoes[1],
+                gpu_pool=pool,
             )
         finally:
             for echo in echoes:
@@ -262,6 +296,8 @@ def run(
         ended = f"warden: job {report.exit_description()}; {len(report.outputs) - withheld} output files"
         if withheld:
             ended += f", {withheld} withheld (links or special files, listed in the manifest)"
+        if report.gpus:
+            ended += f"; GPUs {', '.join(report.gpus)}"
         typer.echo(f"{ended}; record in {report.record_dir}", err=True)
     if report.exit_status:
         raise typer.Exit(report.exit_status)

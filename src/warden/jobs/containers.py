@@ -71,7 +71,7 @@ from typing import Any, Final
 from warden.errors import InvalidArgument, SandboxUnavailable
 from warden.jobs import seccomp
 from warden.jobs.gpu_driver import CDI_DIRS, CDI_KIND, cdi_gpu_names
-from warden.jobs.gpus import GpuUnavailable, GpuUnavailableReason, check_gpu_env
+from warden.jobs.gpus import GpuDevice, GpuUnavailable, GpuUnavailableReason, check_gpu_env
 from warden.jobs.images import ImageRef, check_allowed
 from warden.jobs.outputs import tree_usage
 from warden.jobs.sandbox import DEFAULT_ENV, SandboxResult, SandboxSpec, Sink
@@ -331,6 +331,11 @@ class ContainerSandbox:
     def available(self) -> bool:
         """Whether the engine's executable is present."""
         return self.unavailable_reason() is None
+
+    def check_gpus(self, devices: Sequence[GpuDevice]) -> None:
+        """Refuse (``gpu_unavailable``) devices this engine cannot be given here, before anything is admitted."""
+        if devices:
+            gpu_run_args(self.engine, [d.id for d in devices], cdi_gpu_names(self._cdi_dirs))
 
     def job(self, spec: SandboxSpec, env_file: Path | None = None) -> ContainerJob:
         """The container job for ``spec``, with the seccomp profile written."""

@@ -281,32 +281,35 @@ class GpuPool:
         with self._condition:
             return tuple(device for device in self.devices if device not in self._held)
 
+    def check(self, count: int) -> None:
+        """Refuse a count no wait can satisfy: negative, or more than the pool holds (``gpus_unsatisfiable``)."""
+        if count < 0:
+            raise InvalidArgument("a job asks for 0 or more GPUs")
+        if count > len(self.devices):
+            why = f" ({self.note})" if self.note else ""
+            raise GpusUnsatisfiable(
+                f"the job asks for {count} GPU(s) and this machine lends {len(self.devices)} to jobs{why}"
+            )
+
     def acquire(self, count: int, job_id: str, *, timeout: float | None = 0.0) -> Lease:
         """``count`` devices for ``job_id``, the first free ones in the pool's order.
 
         Raises :class:`GpusUnsatisfiable` when the pool holds fewer than ``count`` devices, :class:`GpusBusy` when
         they are not free within ``timeout`` seconds (0: refuse at once; None: wait as long as it takes).
         """
-        if count < 0:
-            raise InvalidArgument("a job asks for 0 or more GPUs")
+        self.check(count)
         if count == 0:
             return Lease(job_id, (), None)
-        if count > len(self.devices):
-            why = f" ({self.note})" if self.note else ""
-            raise GpusUnsatisfiable(
-                f"the job asks for {count} GPU(s) and this machine lends {len(self.devices)} to jobs{why}"
-            )
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._condition:
             if job_id in self._held.values():
                 raise Conflict(f"job {job_id} holds GPUs already: one lease per job")
             while True:
-                taken = self._take(count, job_id)
+                taken, free = self._take(count, job_id)
                 if taken is not None:
                     return Lease(job_id, taken, self)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    free = len(self.devices) - len(self._held)
                     raise GpusBusy(
                         f"the job asks for {count} GPU(s); {free} of this machine's {len(self.devices)} are free "
                         "now (other jobs hold the rest): try again when one ends"
@@ -327,8 +330,9 @@ class GpuPool:
                 os.close(fd)  # closing the descriptor drops its flock
             self._condition.notify_all()
 
-    def _take(self, count: int, job_id: str) -> tuple[GpuDevice, ...] | None:
-        """Under the lock: the first ``count`` devices free here and (with ``lock_dir``) in every other process."""
+    def _take(self, count: int, job_id: str) -> tuple[tuple[GpuDevice, ...] | None, int]:
+        """Under the lock: the first ``count`` devices free here and (with ``lock_dir``) in every other process,
+        or None and how many were free."""
         taken: list[GpuDevice] = []
         files: list[int] = []
         for device in self.devices:
@@ -345,12 +349,12 @@ class GpuPool:
         if len(taken) < count:
             for fd in files:
                 os.close(fd)
-            return None
+            return None, len(taken)
         for device in taken:
             self._held[device] = job_id
         if files:
             self._files[job_id] = files
-        return tuple(taken)
+        return tuple(taken), count
 
 
 def _lock_name(device: GpuDevice) -> str:

@@ -149,8 +149,9 @@ def run_job(
 ) -> JobReport:
     """Admit, run and record one job; raises ``ApprovalRefused`` (nothing run) or ``InputChanged`` (after the run).
 
-    A job asking for GPUs takes a lease of ``request.gpus`` devices from ``gpu_pool`` before admission (so a busy
-    pool, ``gpus_busy`` after ``gpu_wait`` seconds, never spends a run) and gives it back however the run ends.
+    A job asking for GPUs takes a lease of ``request.gpus`` devices from ``gpu_pool`` before admission, and the
+    backend checks it can give them (so a busy pool, ``gpus_busy`` after ``gpu_wait`` seconds, or a device it cannot
+    reach, ``gpu_unavailable``, never spends a run); the lease is given back however the run ends.
     """
     box = sandbox or BwrapSandbox()
     if not box.available():
@@ -159,6 +160,7 @@ def run_job(
     check_env(request.env)
     pool = gpu_pool or _NO_POOL
     with pool.acquire(request.gpus, job_id or f"job-{secrets.token_hex(8)}", timeout=gpu_wait) as lease:
+        box.check_gpus(lease.devices)  # a device this backend cannot give is refused before a run is spent
         parent = request.output_dir.resolve().parent
         parent.mkdir(parents=True, exist_ok=True)
         snapshot = Path(tempfile.mkdtemp(prefix=".warden-inputs-", dir=parent))

@@ -262,11 +262,20 @@ class BwrapSandbox:
         """The device nodes, libraries and variables of the spec's GPUs; None for a job without GPUs."""
         if not spec.gpus:
             return None
+        covered = [Path(p) for p in (*spec.runtime_paths, *spec.extra_ro_paths)]
+        return self._host().mounts(spec.gpus, covered=covered)
+
+    def check_gpus(self, devices: Sequence[GpuDevice]) -> None:
+        """Refuse (``gpu_unavailable``) devices this host cannot give a job, before anything is admitted."""
+        if devices:
+            self._host().mounts(devices)
+
+    def _host(self) -> GpuHost:
         if self._gpu_host is None:
             from warden.jobs.gpu_driver import GpuHost  # noqa: PLC0415 - the driver is read only for GPU jobs
 
             self._gpu_host = GpuHost()
-        return self._gpu_host.mounts(spec.gpus, covered=[Path(p) for p in (*spec.runtime_paths, *spec.extra_ro_paths)])
+        return self._gpu_host
 
     def unavailable_reason(self) -> str | None:
         """None when the sandbox can run here; otherwise a sentence saying what is missing."""
