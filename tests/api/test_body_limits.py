@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import World, tiny_graph
-from warden.api import admin, admin_audit, console, create_app, v1, v2
+from warden.api import admin, admin_audit, approvals, console, create_app, v1, v2
 from warden.api.guard import SIGN_IN_BODY_BYTES, UPLOADS, BodyGuard, BodyKind, body_cap, infer_cap
 from warden.services import open_services
 from warden.settings import Settings
@@ -93,6 +93,10 @@ JSON_ROUTES = [
     ("PUT", "/admin/tenants/alpha/models/tiny/aliases/stable"),
     ("PUT", "/admin/tenants/alpha/models/tiny/versions/1/batching"),
     ("PUT", "/admin/tenants/alpha/models/tiny/versions/1/run-cap"),
+    ("POST", "/v1/approvals"),
+    ("POST", "/admin/approvals/apr_0000000000000000/approve"),
+    ("POST", "/admin/approvals/apr_0000000000000000/reject"),
+    ("POST", "/admin/approvals/apr_0000000000000000/revoke"),
 ]
 UPLOAD_ROUTES = [
     ("POST", "/admin/tenants/alpha/models/big", "application/octet-stream"),
@@ -245,7 +249,7 @@ def test_a_bad_json_body_is_a_400_with_a_message(world: World, content: bytes, c
 
 
 def test_no_route_declares_a_body_fastapi_would_read_before_authentication() -> None:
-    routes = [r for module in (v1, v2, admin, admin_audit, console) for r in module.router.routes]
+    routes = [r for module in (v1, v2, admin, admin_audit, approvals, console) for r in module.router.routes]
     assert routes
     assert [r.path for r in routes if isinstance(r, APIRoute) and r.body_field is not None] == []
 

@@ -594,3 +594,89 @@ def test_regression_a_nul_byte_in_a_tenant_name_is_not_found_for_the_operator(wo
     answer = world.client.get("/admin/tenants/a%00b", headers={"Authorization": f"Bearer {world.operator}"})
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "tenant_not_found"
+
+
+# 5. Approval requests: routes that take an approval id, by every kind of credential.
+
+APPROVAL_ROUTES = [
+    AdminRoute("list requests", "GET", "/v1/approvals"),
+    AdminRoute("show request", "GET", "/v1/approvals/{approval}"),
+    AdminRoute("withdraw request", "POST", "/v1/approvals/{approval}/withdraw", changes_state=True),
+    AdminRoute("request", "POST", "/v1/approvals", changes_state=True, json={"purpose": "p"}),
+    AdminRoute("inbox", "GET", "/admin/approvals"),
+    AdminRoute("show approval", "GET", "/admin/approvals/{approval}"),
+    AdminRoute("approve", "POST", "/admin/approvals/{approval}/approve", json={}),
+    AdminRoute("reject", "POST", "/admin/approvals/{approval}/reject", json={"reason": "no"}),
+    AdminRoute("revoke", "POST", "/admin/approvals/{approval}/revoke", json={}),
+]
+
+
+def approval_expectation(route: AdminRoute, who: str) -> tuple[int, str] | None:
+    """Status and code of ``who`` on ``route`` for a pending request of alpha; None for a success that changes it.
+
+    Tenants' admin keys request and read their own; operators read and revoke but never decide;
+    nobody here holds an ``approve`` key (tests/api/test_approvals.py has them).
+    """
+    refused = admin_expectation(AdminRoute("", "GET", ""), who, "alpha")
+    if refused is not None and refused[0] in (401, 403):
+        return refused
+    requester_route = route.path.startswith("/v1")
+    if who == "operator key":
+        if requester_route or route.label in ("approve", "reject"):
+            return 403, "forbidden"
+        return (409, "approval_not_approved") if route.label == "revoke" else (200, "")
+    if not requester_route:
+        return 403, "forbidden"
+    if route.changes_state and who == "alpha admin key":
+        return None
+    if route.label == "request":
+        return 400, "invalid_argument"  # beta's key, refused for its body: it reached only its own tenant
+    if "{approval}" in route.path:
+        return (200, "") if who == "alpha admin key" else (404, "approval_not_found")
+    return 200, ""
+
+
+APPROVAL_CASES = [
+    pytest.param(route, who, expected, id=f"{route} / {who} -> {expected[0]}")
+    for route in APPROVAL_ROUTES
+    for who in ADMIN_CREDENTIALS
+    if (expected := approval_expectation(route, who)) is not None
+]
+
+
+@pytest.fixture(scope="module")
+def alpha_request(cast: Cast) -> str:
+    """A pending approval request of alpha, by its admin key; its id."""
+    body = {"purpose": "fraud model", "datasets": ["tx:1"], "max_runs": 1, "expires": "30d"}
+    answer = cast.world.client.post("/v1/approvals", json=body, headers=bearer("alpha_admin")(cast))
+    assert answer.status_code == 201, answer.text
+    approval_id: str = answer.json()["id"]
+    return approval_id
+
+
+@pytest.mark.parametrize(("route", "who", "expected"), APPROVAL_CASES)
+def test_approval_requests_are_reached_only_by_their_tenant_and_decided_by_no_admin_key(
+    cast: Cast, alpha_request: str, route: AdminRoute, who: str, expected: tuple[int, str]
+) -> None:
+    kwargs: dict[str, Any] = {} if route.json is None else {"json": route.json}
+    path = route.path.format(approval=alpha_request)
+    answer = cast.world.client.request(route.method, path, headers=ADMIN_CREDENTIALS[who](cast), **kwargs)
+    status, code = expected
+    if code:
+        assert_error(answer, status, code, oip=False)
+    else:
+        assert answer.status_code == status, answer.text
+    if who.startswith("beta"):
+        assert_nothing_foreign(cast, answer, "beta")
+        if answer.status_code == 404:  # exactly the answer for an id that does not exist, which it echoes
+            missing = "apr_" + "0" * 16
+            absent = cast.world.client.request(
+                route.method, path.replace(alpha_request, missing), headers=ADMIN_CREDENTIALS[who](cast), **kwargs
+            )
+            assert answer.text.replace(alpha_request, missing) == absent.text
+        else:
+            assert alpha_request not in answer.text
+    if who in ("alpha admin key", "operator key") and answer.status_code == 200 and route.label != "revoke":
+        assert alpha_request in answer.text
+    still = cast.world.client.get(f"/v1/approvals/{alpha_request}", headers=bearer("alpha_admin")(cast))
+    assert still.json()["state"] == "pending"

@@ -47,8 +47,10 @@ from tests.api.server import running_server
 from tests.detection.graphs import Box, anchor_free_rows, yolo_graph
 from warden.api import create_app
 from warden.api.oip import HEADER_LENGTH
+from warden.jobs.approval_requests import ApprovalDesk, request_terms
 from warden.registry import MAX_VERSION, sha256_hex
 from warden.samples import SAMPLE_IMAGE
+from warden.storage.tables import utcnow
 from warden.tenancy import Authenticator, JwtVerifier, Scope
 
 CHECKS = (
@@ -86,8 +88,8 @@ class Operation:
     """One operation of the schema, with path parameters that name real things in the world.
 
     Generated requests mostly name nothing (404); a share of them use ``names`` instead,
-    so the success answers are checked too. ``{scratch_key}`` stands for a key id known
-    only at run time.
+    so the success answers are checked too. ``{scratch_key}`` and ``{approval}`` (a pending
+    request of ``alpha``) stand for ids known only at run time.
     """
 
     method: str
@@ -106,6 +108,7 @@ class Operation:
 MODEL = {"name": "tiny"}
 VERSION = {"name": "tiny", "version": "1"}
 ALPHA = {"name": "alpha"}
+APPROVAL = {"approval_id": "{approval}"}
 OPERATIONS = (
     Operation("POST", "/v1/models/{name}/detect", MODEL),
     Operation("GET", "/v1/models"),
@@ -150,6 +153,15 @@ OPERATIONS = (
     Operation("GET", "/console/session"),
     Operation("DELETE", "/console/session"),
     Operation("PUT", "/admin/blobs/{sha256}/shared", {"sha256": "{scratch_sha}"}),
+    Operation("POST", "/v1/approvals"),
+    Operation("GET", "/v1/approvals"),
+    Operation("GET", "/v1/approvals/{approval_id}", APPROVAL),
+    Operation("POST", "/v1/approvals/{approval_id}/withdraw", APPROVAL),
+    Operation("GET", "/admin/approvals"),
+    Operation("GET", "/admin/approvals/{approval_id}", APPROVAL),
+    Operation("POST", "/admin/approvals/{approval_id}/approve", APPROVAL),
+    Operation("POST", "/admin/approvals/{approval_id}/reject", APPROVAL),
+    Operation("POST", "/admin/approvals/{approval_id}/revoke", APPROVAL),
     Operation("DELETE", "/admin/blobs/{sha256}/shared", {"sha256": "{scratch_sha}"}),
     # Destructive: last, and on the scratch tenant, so the runs before them see the world intact.
     Operation("PATCH", "/admin/tenants/{name}", {"name": SCRATCH}),
@@ -232,11 +244,21 @@ def scratch_key(world: World) -> str:
 
 
 @pytest.fixture(scope="module")
-def api(world: World, scratch_key: str) -> Api:
+def pending_approval(world: World) -> str:
+    """A pending approval request of ``alpha``, made by a ``train`` key; its id."""
+    tenants = world.services.tenants
+    scientist = tenants.authenticate(tenants.create_key("alpha", Scope.TRAIN).key)
+    terms = request_terms(utcnow(), purpose="schema walk", datasets=["tx:1"], max_runs=1, expires="30d")
+    return ApprovalDesk(world.services.approvals).submit(scientist, terms).id
+
+
+@pytest.fixture(scope="module")
+def api(world: World, scratch_key: str, pending_approval: str) -> Api:
     """The schema loaded from the app's /openapi.json, as Schemathesis sees it."""
     app = create_app(world.services)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG))
-    return Api(app, schema, {"scratch_key": scratch_key, "scratch_sha": sha256_hex(tiny_graph(0.5))})
+    values = {"scratch_key": scratch_key, "scratch_sha": sha256_hex(tiny_graph(0.5)), "approval": pending_approval}
+    return Api(app, schema, values)
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +289,7 @@ def jwt_api(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Api
         claims.update({k: now + v if k in ("exp", "iat") and isinstance(v, int) else v for k, v in changes.items()})
         body = json.dumps({k: v for k, v in claims.items() if v is not None}).encode()
         tokens[label] = jwt.api_jws.encode(body, key, algorithm="RS256", headers={"kid": "k"})
-    return Api(app, schema, {"scratch_key": "000000000000", "scratch_sha": "0" * 64}), tokens
+    return Api(app, schema, {"scratch_key": "000000000000", "scratch_sha": "0" * 64, "approval": "apr_0"}), tokens
 
 
 @pytest.fixture
@@ -479,6 +501,35 @@ def test_an_operators_valid_requests_get_documented_answers(api: Api, world: Wor
     expect(api, "POST", "/admin/tenants/{name}/suspend", 200, operator, path_parameters=tenant)
     expect(api, "POST", "/admin/tenants/{name}/resume", 200, operator, path_parameters=tenant)
     expect(api, "DELETE", "/admin/tenants/{name}", 204, operator, path_parameters=tenant)
+
+
+def test_valid_approval_requests_and_decisions_get_documented_answers(api: Api, world: World) -> None:
+    tenants = world.services.tenants
+    scientist = auth(tenants.create_key("alpha", Scope.TRAIN).key)
+    officer = auth(tenants.create_key("alpha", Scope.APPROVE).key)
+    body = {"purpose": "fraud model", "datasets": ["tx:2"], "max_runs": 2, "expires": "30d", "runtimes": ["torch"]}
+    created = expect(api, "POST", "/v1/approvals", 201, scientist, body=body, media_type="application/json").json()
+    one = {"approval_id": created["id"]}
+    expect(api, "GET", "/v1/approvals", 200, scientist, query={"state": "pending"})
+    expect(api, "GET", "/v1/approvals/{approval_id}", 200, scientist, path_parameters=one)
+    expect(api, "GET", "/admin/approvals", 200, officer, query={"state": "pending"})
+    expect(api, "GET", "/admin/approvals/{approval_id}", 200, officer, path_parameters=one)
+    decision = {"path_parameters": one, "media_type": "application/json"}
+    expect(api, "POST", "/admin/approvals/{approval_id}/revoke", 409, officer, body={}, **decision)
+    expect(api, "POST", "/admin/approvals/{approval_id}/reject", 400, officer, body={}, **decision)
+    expect(api, "POST", "/admin/approvals/{approval_id}/approve", 200, officer, body={"reason": "ok"}, **decision)
+    expect(api, "POST", "/admin/approvals/{approval_id}/approve", 409, officer, body={}, **decision)
+    expect(api, "POST", "/v1/approvals/{approval_id}/withdraw", 409, scientist, path_parameters=one)
+    expect(api, "POST", "/admin/approvals/{approval_id}/revoke", 200, officer, body={"reason": "done"}, **decision)
+    other = expect(api, "POST", "/v1/approvals", 201, scientist, body=body, media_type="application/json").json()
+    expect(
+        api,
+        "POST",
+        "/v1/approvals/{approval_id}/withdraw",
+        200,
+        scientist,
+        path_parameters={"approval_id": other["id"]},
+    )
 
 
 def test_an_undeclared_method_answers_405_with_the_allowed_methods(world: World) -> None:

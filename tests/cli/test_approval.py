@@ -121,7 +121,10 @@ def test_when_approvals_are_listed_and_one_revoked_then_states_and_audit_follow(
     assert events[2]["details"]["purpose"] == "one"
 
 
-def test_when_run_without_json_then_tables_and_sentences_are_printed(warden: Warden, data: Path) -> None:
+def test_when_run_without_json_then_tables_and_sentences_are_printed(
+    warden: Warden, data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")  # a terminal wide enough that the purpose is not wrapped
     created = approval(warden, "create", "--purpose", "[bold]markup[/] stays text", "--dataset", data / "tx.csv")
     assert created.exit_code == 0, created.stderr
     assert created.stdout.startswith("Created approval apr_")

@@ -219,8 +219,11 @@ async def delete_tenant(name: str, request: Request, caller: Admin) -> Response:
     openapi_extra=json_request_body(KeyIn),
 )
 async def create_key(name: str, body: KeyBody, request: Request, caller: Admin) -> IssuedKeyOut:
-    """The key is in this answer only."""
+    """The key is in this answer only. Only an operator may issue an ``approve`` key: a tenant's admin must not mint
+    the key that decides its own tenant's approval requests."""
     noted = _act(request, "key.create", name, scope=body.scope)
+    if body.scope == Scope.APPROVE.value:
+        _operator(caller)
     await _tenant_id(request, caller, name)
     issued = await run_in_threadpool(_services(request).tenants.create_key, name, Scope(body.scope))
     noted.details["key_id"] = issued.key_id

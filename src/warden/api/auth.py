@@ -1,7 +1,11 @@
 """Who is calling: the credential comes only from ``Authorization: Bearer`` or ``X-API-Key``,
 or, for the web console, from its session cookie (with a CSRF token on state-changing requests).
 
-Nothing else in a request (headers, body, query, path) can name a tenant.
+Nothing else in a request (headers, body, query, path) can name a tenant. Each route then
+requires a scope (a key has one): ``detect`` runs detections (:data:`Caller`, :data:`Admitted`);
+``admin`` administers (:data:`Admin`); a tenant's ``admin`` or ``train`` key requests approvals
+(:data:`Requester`); an ``approve`` key decides them (:data:`Approver`), and reads and revokes
+them with operators' admin keys (:data:`Overseer`). A wrong scope is 403 ``forbidden``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from warden.errors import CsrfFailed, Forbidden, Unauthenticated
 from warden.services import Services
 from warden.tenancy import Principal, Scope
 from warden.tenancy.jwt_auth import MAX_TOKEN_BYTES
+from warden.tenancy.principal import REQUEST_SCOPES
 
 SESSION_COOKIE = "warden_session"
 """The web console's session cookie (``HttpOnly``, ``SameSite=Strict``); an API key never goes in a cookie."""
@@ -101,6 +106,27 @@ async def admin_caller(caller: Annotated[Principal, Depends(principal)]) -> Prin
     return caller
 
 
+async def requester_caller(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A caller allowed to request approvals: an ``admin`` or ``train`` key of a tenant."""
+    if caller.tenant_id is None or caller.scope not in REQUEST_SCOPES:
+        raise Forbidden("this route needs a tenant's key with the 'admin' or 'train' scope")
+    return caller
+
+
+async def approver_caller(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A caller allowed to decide approvals: an ``approve`` key (of a tenant, or operator-wide)."""
+    if caller.scope is not Scope.APPROVE:
+        raise Forbidden("this route needs a key with the 'approve' scope")
+    return caller
+
+
+async def overseer_caller(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    """A caller allowed to read the approvals inbox and revoke: an ``approve`` key, or an operator's admin key."""
+    if caller.scope is not Scope.APPROVE and not caller.is_operator:
+        raise Forbidden("this route needs a key with the 'approve' scope, or an operator's admin key")
+    return caller
+
+
 async def admitted_caller(request: Request, caller: Annotated[Principal, Depends(tenant_caller)]) -> Principal:
     """A tenant caller within its rate and daily quota (refused here, before the body is read)."""
     request.app.state.engine.admit(caller)
@@ -110,3 +136,6 @@ async def admitted_caller(request: Request, caller: Annotated[Principal, Depends
 Caller = Annotated[Principal, Depends(tenant_caller)]
 Admitted = Annotated[Principal, Depends(admitted_caller)]
 Admin = Annotated[Principal, Depends(admin_caller)]
+Requester = Annotated[Principal, Depends(requester_caller)]
+Approver = Annotated[Principal, Depends(approver_caller)]
+Overseer = Annotated[Principal, Depends(overseer_caller)]

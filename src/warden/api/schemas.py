@@ -6,6 +6,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from warden.jobs.approvals import ApprovalState
 from warden.registry.service import MAX_BATCH_SIZE, MAX_QUEUE_DELAY_MS, MAX_VERSION
 from warden.tenancy.service import NAME_PATTERN
 
@@ -67,8 +68,8 @@ _ERROR_DESCRIPTIONS: Final = {
     400: "Invalid argument, image or model file",
     401: "Missing or invalid credential",
     403: "Credential not allowed here",
-    404: "No such tenant, key or model among the caller's",
-    409: "Exists already, or changed concurrently",
+    404: "No such tenant, key, model or approval among the caller's",
+    409: "Exists already, changed concurrently, or an approval not in the state the change needs",
     413: "Body too large",
     415: "Unsupported content type",
     422: "Understood but not served: an ONNX model that is no detection model Warden serves (upload), "
@@ -143,7 +144,12 @@ class TenantOut(BaseModel):
 class KeyIn(BaseModel):
     """A key to issue."""
 
-    scope: str = Field(default="detect", pattern="^(detect|admin)$")
+    scope: str = Field(
+        default="detect",
+        pattern="^(detect|admin|train|approve)$",
+        description="detect: run detections; admin: manage the tenant; train: request approvals (a data "
+        "scientist); approve: decide the tenant's approval requests (operators only may issue it).",
+    )
 
 
 class IssuedKeyOut(BaseModel):
@@ -225,3 +231,81 @@ class AliasIn(BaseModel):
 
     version: int = Field(ge=1, le=MAX_VERSION)
     weight: int | None = Field(default=None, ge=0, le=100)
+
+
+_DATASET_REF: Final = f"^{NAME_PATTERN.pattern}:[1-9][0-9]{{0,9}}$"
+
+
+class ApprovalIn(BaseModel):
+    """An approval request: what the tenant asks to be allowed to process, for what, and within which limits."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    purpose: str = Field(min_length=1, max_length=500, description="What the data is processed for.")
+    datasets: list[str] = Field(
+        min_length=1,
+        max_length=13,
+        description="Datasets of the tenant's dataset service as name:version; admission resolves each to the "
+        "content hash of that stored version.",
+        json_schema_extra={"items": {"type": "string", "pattern": _DATASET_REF}},
+    )
+    max_runs: int = Field(ge=1, le=1_000_000, description="How many jobs may run under it.")
+    expires: str = Field(
+        min_length=1,
+        max_length=64,
+        description="When it lapses: an ISO 8601 time (no offset: UTC) or a duration from now (90d, 12h, 4w).",
+    )
+    runtimes: list[str] | None = Field(
+        default=None,
+        max_length=16,
+        description="The runtimes a job may use; null: any.",
+        json_schema_extra={"items": {"type": "string", "pattern": f"^{NAME_PATTERN.pattern}$"}},
+    )
+    max_gpus: int = Field(default=0, ge=0, le=64, description="The most GPUs one job may use.")
+    allow_identifiers: bool = Field(
+        default=False, description="The data may hold direct identifiers (admission then skips its scan)."
+    )
+
+
+class DecisionIn(BaseModel):
+    """A decision's reason: required to reject, optional to approve or revoke."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class HashedDatasetOut(BaseModel):
+    """A dataset of an approval recorded on the host: its path there and its content hash."""
+
+    path: str
+    sha256: str
+
+
+class ApprovalOut(BaseModel):
+    """An approval request or approval, with its state now and who asked for and decided it."""
+
+    id: str
+    tenant: str | None = Field(description="The tenant it belongs to; null: recorded on the host by an operator.")
+    state: ApprovalState = Field(
+        description="pending, rejected, withdrawn or revoked as decided; an approved one is expired past its "
+        "expiry, exhausted when its runs are used, else active (only active admits jobs)."
+    )
+    purpose: str
+    datasets: list[str] = Field(description="name:version datasets of a tenant's request.")
+    hashed_datasets: list[HashedDatasetOut] = Field(description="Datasets of a host approval, by content hash.")
+    max_runs: int | None
+    runs_used: int
+    expires_at: str | None
+    runtimes: list[str] | None
+    max_gpus: int
+    allow_identifiers: bool
+    requested_at: str
+    requested_by: str = Field(description="The requesting principal: a key id, jwt:<sub>, or cli:<user>.")
+    requested_by_kind: str = Field(description="api_key, jwt or cli.")
+    decided_by: str | None = Field(description="Who approved, rejected or withdrew it.")
+    decided_at: str | None
+    reason: str | None = Field(description="The reason given with the decision.")
+    revoked_at: str | None
+    revoked_by: str | None
+    revoke_reason: str | None

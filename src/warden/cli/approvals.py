@@ -1,9 +1,12 @@
 """``warden approval …``: record, list and revoke the approvals training jobs run under.
 
-An approval is a declared purpose over datasets named by content hash (see
-:mod:`warden.jobs.approvals`); ``warden job run --approval ID`` is admitted only under an
-active one. Creating and revoking are audited administrative actions (``approval.create``,
-``approval.revoke``) with the id, the purpose and the datasets' hashes.
+An approval is a declared purpose over datasets (see :mod:`warden.jobs.approvals`);
+``warden job run --approval ID`` is admitted only under an active one. One created here is an
+operator's approval: bound to no tenant, over datasets named by content hash, approved at once
+by ``cli:<user>``. Tenants' requests arrive over the API (``POST /v1/approvals``) and are decided
+there by an ``approve`` key; ``list`` shows them all, with their tenant, state and requester.
+Creating and revoking are audited administrative actions (``approval.create``, ``approval.revoke``)
+with the id, the purpose and the datasets' hashes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from rich.table import Table
 
 from warden.cli.common import AsJson, audited, console, emit_json, iso, opened, os_user, parse_moment, short_time
 from warden.errors import InvalidArgument
-from warden.jobs.approvals import ApprovalView
+from warden.jobs.approval_requests import check_reason
+from warden.jobs.approvals import HOST_KIND, ApprovalView
 
 approval_app = typer.Typer(
     help="Record, list and revoke approvals: a declared purpose over hashed datasets, for training jobs.",
@@ -33,15 +37,26 @@ def approval_record(approval: ApprovalView, now: datetime | None = None) -> dict
     """An approval as ``--json`` prints it, with its state now."""
     return {
         "id": approval.id,
+        "tenant": approval.tenant,
         "state": approval.state(now or datetime.now(UTC)).value,
         "purpose": approval.purpose,
         "datasets": [{"path": d.path, "sha256": d.sha256} for d in approval.datasets],
+        "dataset_refs": [str(d) for d in approval.dataset_refs],
         "created_at": iso(approval.created_at),
         "created_by": approval.created_by,
+        "requested_by": approval.requested_by,
+        "requested_by_kind": approval.requested_by_kind,
+        "decided_by": approval.decided_by,
+        "decided_at": iso(approval.decided_at),
+        "reason": approval.reason,
         "expires_at": iso(approval.expires_at),
         "max_runs": approval.max_runs,
         "runs_used": approval.runs_used,
+        "runtimes": list(approval.runtimes) if approval.runtimes is not None else None,
+        "max_gpus": approval.max_gpus,
         "revoked_at": iso(approval.revoked_at),
+        "revoked_by": approval.revoked_by,
+        "revoke_reason": approval.revoke_reason,
         "allow_identifiers": approval.allow_identifiers,
     }
 
@@ -101,6 +116,8 @@ def create(
             expires_at=iso(approval.expires_at),
             max_runs=approval.max_runs,
             allow_identifiers=approval.allow_identifiers,
+            state=approval.decision.value,
+            decided_by=approval.decided_by,
         )
     if as_json:
         emit_json(approval_record(approval))
@@ -113,7 +130,11 @@ def create(
 
 @approval_app.command("list")
 def list_(ctx: typer.Context, as_json: AsJson = False) -> None:
-    """List every approval, oldest first, with its state (active, revoked, expired, exhausted)."""
+    """List every approval, oldest first: its tenant (none: the host's), state and requester.
+
+    The state is pending, rejected or withdrawn as decided, or for an approved one active, revoked,
+    expired or exhausted.
+    """
     with opened(ctx) as services:
         approvals = services.approvals.list_approvals()
     now = datetime.now(UTC)
@@ -121,20 +142,27 @@ def list_(ctx: typer.Context, as_json: AsJson = False) -> None:
         emit_json([approval_record(a, now) for a in approvals])
         return
     table = Table(title=f"{len(approvals)} approvals", title_justify="left")
-    for column in ("id", "state", "runs", "expires", "datasets", "purpose"):
-        table.add_column(column)
+    for column in ("id", "tenant", "state", "requester", "runs", "expires", "purpose"):
+        table.add_column(column, no_wrap=column in ("id", "requester"))  # ids whole, to be copied
     for a in approvals:
         runs = f"{a.runs_used}/{a.max_runs}" if a.max_runs is not None else str(a.runs_used)
         purpose = a.purpose if len(a.purpose) <= _PURPOSE_CELL else a.purpose[: _PURPOSE_CELL - 1] + "…"
-        table.add_row(a.id, a.state(now).value, runs, short_time(a.expires_at), str(len(a.datasets)), escape(purpose))
+        row = (a.tenant or "-", a.state(now).value, a.requested_by, runs, short_time(a.expires_at), purpose)
+        table.add_row(a.id, *(escape(cell) for cell in row))
     console().print(table)
 
 
 @approval_app.command("revoke")
-def revoke(ctx: typer.Context, approval_id: ApprovalId, as_json: AsJson = False) -> None:
-    """Revoke an approval (idempotent): no job starts under it again; running ones are not stopped."""
+def revoke(
+    ctx: typer.Context,
+    approval_id: ApprovalId,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded with the revocation).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Revoke an approved approval (idempotent): no job starts under it again; running ones are not stopped."""
     with opened(ctx) as services:
-        approval = services.approvals.revoke(approval_id)
+        checked = check_reason(reason, required=False)
+        approval = services.approvals.revoke(approval_id, by=f"{HOST_KIND}:{os_user()}", reason=checked)
         audited(
             services,
             "approval.revoke",
@@ -142,6 +170,8 @@ def revoke(ctx: typer.Context, approval_id: ApprovalId, as_json: AsJson = False)
             purpose=approval.purpose,
             datasets=",".join(d.sha256 for d in approval.datasets),
             runs_used=approval.runs_used,
+            reason=checked,
+            approval_tenant=approval.tenant,
         )
     if as_json:
         emit_json(approval_record(approval))

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from warden.cli.common import AsJson, audited, console, emit_json, iso, opened, short_time
+from warden.cli.common import AsJson, audited, console, emit_json, fail, iso, opened, short_time
 from warden.errors import Conflict, InvalidArgument
 from warden.tenancy import IssuedKey, KeyView, Scope
 
@@ -57,16 +57,31 @@ def init(ctx: typer.Context, as_json: AsJson = False) -> None:
 @key_app.command("create")
 def create(
     ctx: typer.Context,
-    tenant: Annotated[str, typer.Argument(help="Tenant the key belongs to.", show_default=False)],
+    tenant: Annotated[
+        str | None, typer.Argument(help="Tenant the key belongs to (none with --operator).", show_default=False)
+    ] = None,
     scope: Annotated[
-        str, typer.Option(metavar="detect|admin", help="detect: run detections; admin: manage the tenant.")
+        str,
+        typer.Option(
+            metavar="detect|admin|train|approve",
+            help="detect: run detections; admin: manage the tenant; train: request approvals (a data scientist); "
+            "approve: decide approval requests (a data-protection officer).",
+        ),
     ] = Scope.DETECT.value,
+    operator: Annotated[
+        bool,
+        typer.Option(
+            "--operator", help="A key bound to no tenant: --scope admin (an operator) or approve (every tenant's)."
+        ),
+    ] = False,
     as_json: AsJson = False,
 ) -> None:
-    """Issue an API key for a tenant and print it, once."""
+    """Issue an API key for a tenant (or, with --operator, one bound to no tenant) and print it, once."""
+    if operator == (tenant is not None):
+        fail(InvalidArgument.code, "give a TENANT, or --operator for a key bound to no tenant (not both)")
     with opened(ctx) as services:
         issued = services.tenants.create_key(tenant, _scope(scope))
-        audited(services, "key.create", tenant, scope=scope, key_id=issued.key_id)
+        audited(services, "key.create", tenant or "operator", scope=scope, key_id=issued.key_id)
     _show_issued(issued, tenant, scope, as_json)
 
 
@@ -118,10 +133,11 @@ def _scope(value: str) -> Scope:
         raise InvalidArgument(f"scope must be one of {choices}, got {value!r}") from None
 
 
-def _show_issued(issued: IssuedKey, tenant: str, scope: str, as_json: bool) -> None:
+def _show_issued(issued: IssuedKey, tenant: str | None, scope: str, as_json: bool) -> None:
     if as_json:
         emit_json({"key": issued.key, "key_id": issued.key_id})
         return
     out = console()
-    out.print(f"API key for tenant {tenant!r} (id {issued.key_id}, scope {scope}). {_NOT_SHOWN_AGAIN}", markup=False)
+    owner = f"tenant {tenant!r}" if tenant is not None else "no tenant (operator-wide)"
+    out.print(f"API key for {owner} (id {issued.key_id}, scope {scope}). {_NOT_SHOWN_AGAIN}", markup=False)
     out.print(issued.key, markup=False)
