@@ -3,8 +3,9 @@
 :func:`admit` refuses, with an :class:`~warden.errors.ApprovalRefused` whose ``reason`` is stable,
 unless all of these hold, in this order:
 
-1. the approval exists (``not_found``), is not revoked (``revoked``), has not expired
-   (``expired``) and has runs left (``exhausted``);
+1. the approval exists (``not_found``), was approved (``not_approved``: a tenant's request still
+   pending, rejected or withdrawn), is not revoked (``revoked``), has not expired (``expired``)
+   and has runs left (``exhausted``);
 2. every input can be read and hashed, without symbolic links (``input_unreadable``);
 3. every input's content hash is one the approval names (``input_not_approved``);
 4. unless the approval allows direct identifiers, the scan finds none in any input
@@ -15,6 +16,11 @@ unless all of these hold, in this order:
 Only then is one run of the approval taken, atomically (:meth:`ApprovalService.consume`), which
 refuses again if a concurrent admission took the last run or the approval was revoked meanwhile.
 Invalid input names and duplicate names are the caller's mistake (``InvalidArgument``), not a refusal.
+
+Inputs here are host paths, compared with the hashes a host approval names. A tenant's approval
+names datasets of its dataset service as ``name:version`` instead (its ``dataset_refs``, no
+hashes), so no host path is ever admitted under one; the job service resolves each reference to
+the content hash of that stored version and checks that instead.
 """
 
 from __future__ import annotations
