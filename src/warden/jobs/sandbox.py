@@ -14,6 +14,10 @@
   the job is gone), and the root then remounted read-only;
 - an environment holding only ``PATH``, ``HOME``, ``LANG`` and what the spec gives (``--clearenv``), passed as
   ``--setenv`` options through ``--args FD`` (a memfd), so no value appears in any process's command line;
+- for a job leased GPUs (``SandboxSpec.gpus``), only its own ``/dev/nvidiaN`` (and MIG capability nodes), the
+  driver's control nodes and libraries, and ``CUDA_VISIBLE_DEVICES`` naming its devices by UUID (see
+  :mod:`warden.jobs.bwrap_args`; :class:`~warden.jobs.gpu_driver.GpuHost` reads the driver); a job without GPUs
+  gets exactly the argv it got before GPUs existed;
 - the seccomp denylist of ``warden.jobs.seccomp`` (``--seccomp FD``, a memfd). bwrap sets
   ``PR_SET_NO_NEW_PRIVS`` before loading it, which the kernel requires of an unprivileged filter: the job shows
   ``NoNewPrivs: 1`` in ``/proc/self/status`` and the suite checks it;
