@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import World, tiny_graph
-from warden.api import admin, admin_audit, approvals, console, create_app, v1, v2
+from warden.api import admin, admin_audit, approvals, console, create_app, datasets, v1, v2
 from warden.api.guard import SIGN_IN_BODY_BYTES, UPLOADS, BodyGuard, BodyKind, body_cap, infer_cap
 from warden.services import open_services
 from warden.settings import Settings
@@ -102,6 +102,7 @@ UPLOAD_ROUTES = [
     ("POST", "/admin/tenants/alpha/models/big", "application/octet-stream"),
     ("POST", "/v1/models/tiny/detect", "image/png"),
     ("POST", "/v2/models/tiny/infer", "application/json"),
+    ("POST", "/v1/datasets/big", "text/csv"),
 ]
 CREDENTIALS = [
     ("none", lambda w: {}, 401, "unauthenticated"),
@@ -126,7 +127,7 @@ def test_when_the_credential_is_refused_then_no_byte_of_a_json_body_is_read(
 def test_when_the_scope_is_wrong_then_no_byte_of_an_upload_is_read(
     world: World, method: str, path: str, content_type: str
 ) -> None:
-    wrong = world.alpha_detect if path.startswith("/admin") else world.alpha_admin
+    wrong = world.alpha_detect if path.startswith(("/admin", "/v1/datasets")) else world.alpha_admin
     body = Body(HUGE)
     answer = post(world.client.app, method, path, {**bearer(wrong), "Content-Type": content_type}, body)  # type: ignore[arg-type]
     assert answer.status_code == 403
@@ -162,6 +163,7 @@ def test_when_a_tenant_is_over_its_rate_then_its_upload_is_not_read(world: World
         ("POST", "/admin/tenants/alpha/models/big", "application/octet-stream", "operator", None),
         ("POST", "/v1/models/tiny/detect", "image/png", "alpha_detect", None),
         ("POST", "/v2/models/tiny/infer", "application/json", "alpha_detect", None),
+        ("POST", "/v1/datasets/big", "text/csv", "alpha_admin", None),
     ],
 )
 def test_when_a_streamed_body_passes_its_cap_then_413_comes_at_once(
@@ -172,6 +174,7 @@ def test_when_a_streamed_body_passes_its_cap_then_413_comes_at_once(
         "/admin/tenants/alpha/models/big": settings.max_model_bytes,
         "/v1/models/tiny/detect": settings.max_image_bytes,
         "/v2/models/tiny/infer": infer_cap(settings.max_images_per_request, settings.max_image_bytes),
+        "/v1/datasets/big": settings.max_dataset_bytes,
     }
     cap = cap if cap is not None else limits[path]
     total = cap + 64 * MIB
@@ -249,7 +252,7 @@ def test_a_bad_json_body_is_a_400_with_a_message(world: World, content: bytes, c
 
 
 def test_no_route_declares_a_body_fastapi_would_read_before_authentication() -> None:
-    routes = [r for module in (v1, v2, admin, admin_audit, approvals, console) for r in module.router.routes]
+    routes = [r for module in (v1, v2, admin, admin_audit, approvals, console, datasets) for r in module.router.routes]
     assert routes
     assert [r.path for r in routes if isinstance(r, APIRoute) and r.body_field is not None] == []
 

@@ -17,14 +17,20 @@ from __future__ import annotations
 import base64
 import json
 import math
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.api.conftest import World, tiny_graph
+from tests.api.test_datasets import with_datasets
+from tests.datasets.conftest import SHM, customers_csv
+from warden.datasets.staging import filesystem_type
 from warden.samples import SAMPLE_IMAGE
 from warden.tenancy import Scope
 
@@ -71,6 +77,7 @@ def cast(world: World) -> Cast:
     tenants.set_status("gamma", "suspended")
     tenants.revoke_key(issued["alpha_revoked"].key_id)
     tenants.revoke_key(issued["alpha_revoked_admin"].key_id)
+    beta_data = push_beta_dataset(world)
     keys = {name: key.key for name, key in issued.items()} | {
         "alpha_detect": world.alpha_detect,
         "alpha_admin": world.alpha_admin,
@@ -85,8 +92,22 @@ def cast(world: World) -> Cast:
             *(m.name for m in models if m.name not in ("tiny", "fall")),  # names no other tenant has
             *(v.sha256 for m in models for v in m.versions),
             *(k.key_id for k in tenants.list_keys(tenant)),
+            *(beta_data if tenant == "beta" else []),
         ]
     return found
+
+
+def push_beta_dataset(world: World) -> list[str]:
+    """Beta's dataset ``beta-data`` (pushed without NER, staged on /dev/shm); its name and hashes, or none."""
+    if filesystem_type(SHM) != "tmpfs":
+        return []
+    staging = Path(tempfile.mkdtemp(prefix="warden-test-isolation-", dir=SHM))
+    try:
+        service = with_datasets(world, staging).datasets
+        pushed = service.push(world.services.tenants.tenant_id("beta"), "beta-data", customers_csv(), "csv", actor="t")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ["beta-data", pushed.sha256, pushed.source_sha256]
 
 
 # Credentials: how they are presented, and whose models (if anyone's) they reach.
@@ -680,3 +701,61 @@ def test_approval_requests_are_reached_only_by_their_tenant_and_decided_by_no_ad
         assert alpha_request in answer.text
     still = cast.world.client.get(f"/v1/approvals/{alpha_request}", headers=bearer("alpha_admin")(cast))
     assert still.json()["state"] == "pending"
+
+
+# 5. Datasets (/v1/datasets): the tenant comes from the key; another tenant's dataset is a missing one.
+
+
+@dataclass(frozen=True)
+class DatasetRoute:
+    label: str
+    method: str
+    path: str  # with {name}
+    success: int = 200
+
+    def __str__(self) -> str:
+        return self.label
+
+
+DATASET_ROUTES = [
+    DatasetRoute("list datasets", "GET", "/v1/datasets"),
+    DatasetRoute("show dataset", "GET", "/v1/datasets/{name}"),
+    DatasetRoute("erase dataset version", "DELETE", "/v1/datasets/{name}/versions/9"),
+    DatasetRoute("erase dataset", "DELETE", "/v1/datasets/{name}"),
+    DatasetRoute("push dataset", "POST", "/v1/datasets/{name}?format=csv"),
+]
+DATASET_REFUSED = {
+    "no key": (raw({}), 401, "unauthenticated"),
+    "malformed key": (alpha_key(lambda k: f"Bearer {k[:-1]}"), 401, "unauthenticated"),
+    "alpha revoked admin key": (bearer("alpha_revoked_admin"), 401, "unauthenticated"),
+    "gamma (suspended) admin key": (bearer("gamma_admin"), 403, "forbidden"),
+    "alpha detect key": (bearer("alpha_detect"), 403, "forbidden"),
+    "operator key": (bearer("operator"), 403, "forbidden"),
+}
+
+
+@pytest.mark.parametrize("route", DATASET_ROUTES, ids=str)
+@pytest.mark.parametrize("who", list(DATASET_REFUSED))
+def test_a_dataset_route_refuses_every_key_but_a_tenants_admin_or_train_key(
+    cast: Cast, route: DatasetRoute, who: str
+) -> None:
+    headers, status, code = DATASET_REFUSED[who]
+    answer = cast.world.client.request(
+        route.method, route.path.format(name="beta-data"), headers=headers(cast), content=b"a,b\n1,2\n"
+    )
+    assert_error(answer, status, code, oip=False)
+    assert_nothing_foreign(cast, answer, None, "beta-data")
+
+
+@pytest.mark.parametrize("route", [r for r in DATASET_ROUTES if r.method != "POST"], ids=str)
+def test_another_tenants_dataset_answers_exactly_like_a_missing_one(cast: Cast, route: DatasetRoute) -> None:
+    beta = cast.world.services.tenants.tenant_id("beta")
+    if not cast.world.services.datasets.list(beta):
+        pytest.skip("beta holds no dataset here (no tmpfs for staging)")
+    headers = bearer("alpha_admin")(cast)
+    foreign = cast.world.client.request(route.method, route.path.format(name="beta-data"), headers=headers)
+    missing = cast.world.client.request(route.method, route.path.format(name="nowhere"), headers=headers)
+    assert foreign.status_code == missing.status_code
+    assert foreign.text == missing.text.replace("nowhere", "beta-data")
+    assert_nothing_foreign(cast, foreign, "alpha" if foreign.status_code == 200 else None, "beta-data")
+    assert cast.world.services.datasets.get(beta, "beta-data").latest is not None

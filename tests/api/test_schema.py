@@ -25,10 +25,13 @@ import dataclasses
 import http.client
 import json
 import re
+import shutil
 import struct
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,9 +47,12 @@ from jwt.algorithms import RSAAlgorithm
 
 from tests.api.conftest import World, tiny_graph
 from tests.api.server import running_server
+from tests.api.test_datasets import with_datasets
+from tests.datasets.conftest import CUSTOMERS, SHM, customers_csv
 from tests.detection.graphs import Box, anchor_free_rows, yolo_graph
 from warden.api import create_app
 from warden.api.oip import HEADER_LENGTH
+from warden.datasets.staging import filesystem_type
 from warden.jobs.approval_requests import ApprovalDesk, request_terms
 from warden.registry import MAX_VERSION, sha256_hex
 from warden.samples import SAMPLE_IMAGE
@@ -145,6 +151,9 @@ OPERATIONS = (
         "/admin/tenants/{name}/models/{model}/versions/{version}/run-cap",
         {"name": "alpha", "model": "tiny", "version": "1"},
     ),
+    Operation("POST", "/v1/datasets/{name}", {"name": "customers"}),
+    Operation("GET", "/v1/datasets"),
+    Operation("GET", "/v1/datasets/{name}", {"name": "customers"}),
     Operation("GET", "/admin/audit"),
     Operation("GET", "/admin/audit/export"),
     Operation("POST", "/admin/audit/verify"),
@@ -169,6 +178,8 @@ OPERATIONS = (
     Operation("DELETE", "/admin/keys/{key_id}", {"key_id": "{scratch_key}"}),
     Operation("DELETE", "/admin/tenants/{name}/models/{model}", {"name": SCRATCH, "model": "tiny"}),
     Operation("DELETE", "/admin/tenants/{name}", {"name": SCRATCH}),
+    Operation("DELETE", "/v1/datasets/{name}/versions/{version}", {"name": "customers", "version": "1"}),
+    Operation("DELETE", "/v1/datasets/{name}", {"name": "customers"}),
 )
 ADMIN_OPERATIONS = tuple(op for op in OPERATIONS if op.path.startswith("/admin"))
 BAD_CREDENTIALS = {
@@ -530,6 +541,31 @@ def test_valid_approval_requests_and_decisions_get_documented_answers(api: Api, 
         scientist,
         path_parameters={"approval_id": other["id"]},
     )
+
+
+def test_a_tenants_valid_dataset_requests_get_documented_answers(world: World) -> None:
+    if filesystem_type(SHM) != "tmpfs":
+        pytest.skip(f"{SHM} is not a tmpfs here: dataset schema walk NOT run")
+    staging = Path(tempfile.mkdtemp(prefix="warden-test-schema-", dir=SHM))
+    try:
+        app = create_app(with_datasets(world, staging))
+        schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=schemathesis.Config.from_dict(CONFIG))
+        api = Api(app, schema, {})
+        admin, named = auth(world.alpha_admin), {"name": "walked"}
+        body, csv = customers_csv(CUSTOMERS[:4]), "text/csv"
+        push = "/v1/datasets/{name}"
+        expect(api, "POST", push, 201, admin, path_parameters=named, body=body, media_type=csv)
+        expect(api, "POST", push, 201, admin, path_parameters=named, query={"format": "csv"}, body=body, media_type=csv)
+        expect(api, "POST", push, 415, admin, path_parameters=named, query={"format": "zip"}, body=body, media_type=csv)
+        expect(api, "GET", "/v1/datasets", 200, admin)
+        expect(api, "GET", push, 200, admin, path_parameters=named)
+        expect(api, "GET", push, 404, admin, path_parameters={"name": "missing"})
+        one = "/v1/datasets/{name}/versions/{version}"
+        expect(api, "DELETE", one, 200, admin, path_parameters={**named, "version": 1})
+        expect(api, "DELETE", one, 404, admin, path_parameters={**named, "version": 9})
+        expect(api, "DELETE", push, 200, admin, path_parameters=named)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def test_an_undeclared_method_answers_405_with_the_allowed_methods(world: World) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Request, Response, params
 
 from warden import __version__
-from warden.api import admin, admin_audit, approvals, console, v1, v2
+from warden.api import admin, admin_audit, approvals, console, datasets, v1, v2
 from warden.api.audit import AuditMiddleware
 from warden.api.auth import principal
 from warden.api.errors import install_error_handlers
@@ -89,6 +89,7 @@ def create_app(services: Services, engine: DetectionEngine | None = None) -> Fas
     app.include_router(admin.router)
     app.include_router(admin_audit.router)
     app.include_router(approvals.router)
+    app.include_router(datasets.router)
     app.include_router(console.router)
     return app
 

@@ -2,7 +2,8 @@
 
 Each route has a body cap (:func:`body_cap`): the admin JSON routes ``WARDEN_MAX_JSON_BYTES``,
 detect the image limit plus multipart overhead, ``/v2`` infer its images per request times
-the image limit (as base64), a model upload ``WARDEN_MAX_MODEL_BYTES``, the console's
+the image limit (as base64), a model upload ``WARDEN_MAX_MODEL_BYTES``, a dataset push
+``WARDEN_MAX_DATASET_BYTES``, the console's
 sign-in a few KiB; a request that presents no credential may stream no more than that on
 any route. :class:`BodyGuard` refuses a declared ``Content-Length`` over the cap with 413 before
 a byte is read, and counts the bytes of a streamed (chunked) body as the route reads them,
@@ -48,6 +49,7 @@ class BodyKind(StrEnum):
     IMAGE = "image"
     INFER = "infer"
     MODEL = "model"
+    DATASET = "dataset"
     SIGN_IN = "sign_in"
 
 
@@ -56,6 +58,7 @@ UPLOADS: Final[dict[tuple[str, str], BodyKind]] = {
     ("POST", "/v2/models/{name}/infer"): BodyKind.INFER,
     ("POST", "/v2/models/{name}/versions/{version}/infer"): BodyKind.INFER,
     ("POST", "/admin/tenants/{name}/models/{model}"): BodyKind.MODEL,
+    ("POST", "/v1/datasets/{name}"): BodyKind.DATASET,
     ("POST", "/console/session"): BodyKind.SIGN_IN,
 }
 """The routes whose body is not a small JSON document; every other route's cap is ``WARDEN_MAX_JSON_BYTES``."""
@@ -74,6 +77,8 @@ def body_cap(settings: Settings, kind: BodyKind) -> int:
         return infer_cap(settings.max_images_per_request, settings.max_image_bytes)
     if kind is BodyKind.MODEL:
         return settings.max_model_bytes
+    if kind is BodyKind.DATASET:
+        return settings.max_dataset_bytes
     if kind is BodyKind.SIGN_IN:
         return SIGN_IN_BODY_BYTES
     return settings.max_json_bytes
