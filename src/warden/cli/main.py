@@ -10,6 +10,7 @@ import typer
 from warden import __version__
 from warden.cli.approvals import approval_app
 from warden.cli.audit import audit_app
+from warden.cli.datasets import dataset_app
 from warden.cli.deid import deid_app
 from warden.cli.deploy import deploy_app
 from warden.cli.detect import detect
@@ -33,6 +34,7 @@ app.command("init")(init)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
 app.add_typer(model_app, name="model")
+app.add_typer(dataset_app, name="dataset")
 app.add_typer(audit_app, name="audit")
 app.add_typer(deid_app, name="deid")
 app.add_typer(approval_app, name="approval")
