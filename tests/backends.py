@@ -16,6 +16,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from warden.storage import Database
+
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -40,3 +42,15 @@ def database_url(backend: str, tmp_path: Path) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@contextmanager
+def migrated_database(backend: str, tmp_path: Path) -> Iterator[Database]:
+    """A migrated :class:`~warden.storage.Database` on an empty database of ``backend``, closed afterwards."""
+    with database_url(backend, tmp_path) as url:
+        database = Database(url)
+        database.migrate()
+        try:
+            yield database
+        finally:
+            database.close()

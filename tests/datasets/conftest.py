@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends import BACKENDS, database_url
+from tests.backends import BACKENDS, migrated_database
 from warden.datasets import DatasetService
 from warden.datasets.staging import filesystem_type
 from warden.storage import Database
@@ -71,13 +71,8 @@ def staging_dir() -> Iterator[Path]:
 
 @pytest.fixture(params=BACKENDS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with database_url(request.param, tmp_path) as url:
-        database = Database(url)
-        database.migrate()
-        try:
-            yield database
-        finally:
-            database.close()
+    with migrated_database(request.param, tmp_path) as database:
+        yield database
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from tests.backends import BACKENDS, database_url
+from tests.backends import BACKENDS, migrated_database
 from tests.jobs.conftest import race
 from warden.errors import ApprovalNotFound, ApprovalRefusal, ApprovalRefused, InvalidArgument
 from warden.jobs.approvals import ID_PATTERN, MAX_DATASETS, ApprovalService, ApprovalState, content_sha256
@@ -38,13 +38,8 @@ class Clock:
 @pytest.fixture(params=BACKENDS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A migrated database: SQLite, then PostgreSQL."""
-    with database_url(request.param, tmp_path) as url:
-        database = Database(url)
-        database.migrate()
-        try:
-            yield database
-        finally:
-            database.close()
+    with migrated_database(request.param, tmp_path) as database:
+        yield database
 
 
 @pytest.fixture

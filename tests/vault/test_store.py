@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.backends import BACKENDS, database_url
+from tests.backends import BACKENDS, migrated_database
 from warden.errors import InvalidArgument, NotFound, ObjectErased, StorageCorrupt
 from warden.storage import Database, SealedObject, TenantKey
 from warden.tenancy import TenantService
@@ -25,13 +25,8 @@ MARKERS = [f"DE89 3704 0044 0532 0130 {n:02d}|jane.doe{n}@example.com".encode() 
 
 @pytest.fixture(params=BACKENDS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with database_url(request.param, tmp_path) as url:
-        database = Database(url)
-        database.migrate()
-        try:
-            yield database
-        finally:
-            database.close()
+    with migrated_database(request.param, tmp_path) as database:
+        yield database
 
 
 @pytest.fixture
