@@ -14,6 +14,8 @@ from warden.samples import fall_model_path
 from warden.services import Services, open_services
 from warden.settings import Settings
 
+pytest_plugins = ["tests.two_tenants"]  # `db` and `tenants` (bank, other) for the vault's and the datasets' tests
+
 
 @pytest.fixture(scope="session")
 def fall_model_file() -> Path:

@@ -11,17 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.backends import BACKENDS, migrated_database
+from tests.two_tenants import SECRET
 from warden.datasets import DatasetService
 from warden.datasets.staging import filesystem_type
 from warden.storage import Database
-from warden.tenancy import TenantService
 from warden.vault import SecretKeyWrapper, Vault
 
-SECRET = b"s" * 32
 HEADER = ["name", "iban", "email", "phone", "birth_date", "amount"]
 FIRST = ["Annegret", "Bernhard", "Clothilde", "Dietmar", "Elfriede", "Friedhelm", "Gundula", "Hartmut"]
 LAST = ["Schwarzkopf", "Oberländer", "Vogelsang", "Kesselring", "Mannheimer"]
+
 SHM = Path("/dev/shm")  # noqa: S108 (each test makes its own folder there)
 
 
@@ -67,20 +66,6 @@ def staging_dir() -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with migrated_database(request.param, tmp_path) as database:
-        yield database
-
-
-@pytest.fixture
-def tenants(db: Database) -> tuple[int, int]:
-    service = TenantService(db, SECRET)
-    for name in ("bank", "other"):
-        service.create_tenant(name)
-    return service.tenant_id("bank"), service.tenant_id("other")
 
 
 @pytest.fixture

@@ -6,35 +6,18 @@ import hashlib
 import os
 import shutil
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from tests.backends import BACKENDS, migrated_database
+from tests.two_tenants import SECRET
 from warden.errors import InvalidArgument, NotFound, ObjectErased, StorageCorrupt
 from warden.storage import Database, SealedObject, TenantKey
-from warden.tenancy import TenantService
 from warden.vault import SecretKeyWrapper, Vault
 from warden.vault.sealing import unwrap_key, wrap_key
 
-SECRET = b"s" * 32
 MARKERS = [f"DE89 3704 0044 0532 0130 {n:02d}|jane.doe{n}@example.com".encode() for n in range(50)]
-
-
-@pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with migrated_database(request.param, tmp_path) as database:
-        yield database
-
-
-@pytest.fixture
-def tenants(db: Database) -> tuple[int, int]:
-    service = TenantService(db, SECRET)
-    for name in ("bank", "other"):
-        service.create_tenant(name)
-    return service.tenant_id("bank"), service.tenant_id("other")
 
 
 def vault_of(db: Database, root: Path, secret: bytes = SECRET, previous: tuple[bytes, ...] = ()) -> Vault:

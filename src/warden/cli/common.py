@@ -36,7 +36,7 @@ from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
 from warden.audit import AuditEvent
-from warden.errors import InvalidArgument, WardenError
+from warden.errors import InvalidArgument, PayloadTooLarge, WardenError
 from warden.services import Services, open_services
 from warden.settings import load_settings
 
@@ -166,3 +166,14 @@ def iso(moment: datetime | None) -> str | None:
 def short_time(moment: datetime | None) -> str:
     """An instant for a table cell, to the second; ``-`` when absent."""
     return "-" if moment is None else moment.isoformat(sep=" ", timespec="seconds")
+
+
+def read_bounded(path: Path, limit: int, setting: str, what: str) -> bytes:
+    """A file's bytes, refused (``payload_too_large``, naming ``setting``) before reading when over ``limit``."""
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise PayloadTooLarge(f"{path} has {size} bytes; the limit is {limit} ({setting})")
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {what} file {path}: {exc.strerror or exc}") from None

@@ -12,9 +12,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from warden.cli.common import ABORTED, AsJson, audited, confirm, console, emit_json, fail, opened, os_user, short_time
+from warden.cli.common import (
+    ABORTED,
+    AsJson,
+    audited,
+    confirm,
+    console,
+    emit_json,
+    fail,
+    opened,
+    os_user,
+    read_bounded,
+    short_time,
+)
 from warden.datasets.views import DatasetVersionView, DatasetView
-from warden.errors import InvalidArgument, PayloadTooLarge
 from warden.privacy.tables import detect_format
 from warden.registry import parse_reference
 
@@ -43,7 +54,7 @@ def push(
     with opened(ctx) as services:
         chosen = fmt if fmt is not None else detect_format(path).value
         tenant_id = services.tenants.tenant_id(tenant)
-        data = _read(path, services.settings.max_dataset_bytes)
+        data = read_bounded(path, services.settings.max_dataset_bytes, "WARDEN_MAX_DATASET_BYTES", "dataset")
         pushed = services.datasets.push(tenant_id, name, data, chosen, policy, actor=os_user())
         del data
         audited(
@@ -117,16 +128,6 @@ def delete(
         emit_json([v.to_dict() for v in erased])
         return
     console().print(f"Erased {shown}: {len(erased)} version(s); their keys are destroyed.", markup=False)
-
-
-def _read(path: Path, limit: int) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > limit:
-            raise PayloadTooLarge(f"{path} has {size} bytes; the limit is {limit} (WARDEN_MAX_DATASET_BYTES)")
-        return path.read_bytes()
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read dataset file {path}: {exc.strerror or exc}") from None
 
 
 def _table(datasets: list[DatasetView]) -> None:

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from warden.cli.common import AsJson, audited, console, emit_json, iso, opened, os_user, short_time
-from warden.errors import InvalidArgument, PayloadTooLarge
+from warden.cli.common import AsJson, audited, console, emit_json, iso, opened, os_user, read_bounded, short_time
+from warden.errors import InvalidArgument
 from warden.registry import (
     CANARY,
     RUN_CAP_FLOOR_MS,
@@ -84,7 +84,7 @@ def push(
         tenant_id = services.tenants.tenant_id(tenant)
         check_name("model", name)
         batching.check({})
-        data = _read_model(path, services.settings.max_model_bytes)
+        data = read_bounded(path, services.settings.max_model_bytes, "WARDEN_MAX_MODEL_BYTES", "model")
         with _busy(as_json, f"validating {path.name}"):
             pushed = services.registry.push(
                 tenant_id, name, data, alias=alias, canary_weight=canary_weight, batching=batching
@@ -287,16 +287,6 @@ def unshare(ctx: typer.Context, digest: Digest, as_json: AsJson = False) -> None
         emit_json({"sha256": digest, "shared": False, "removed": removed})
         return
     console().print(f"Sessions of {digest} serve one tenant each.", markup=False)
-
-
-def _read_model(path: Path, limit: int) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > limit:
-            raise PayloadTooLarge(f"{path} has {size} bytes; the limit is {limit} (WARDEN_MAX_MODEL_BYTES)")
-        return path.read_bytes()
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read model file {path}: {exc.strerror or exc}") from None
 
 
 def _busy(as_json: bool, message: str) -> contextlib.AbstractContextManager[object]:

@@ -22,6 +22,7 @@ asks NVML only through an injectable inventory function, so that every answer ca
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import re
@@ -378,10 +379,8 @@ class GpuHost:
     def inventory(self) -> tuple[GpuInfo, ...]:
         """NVML's list of GPUs where NVML answers, else the driver's procfs list (no MIG devices there)."""
         if self.nvml is not None:
-            try:
+            with contextlib.suppress(NvmlUnavailable):  # no NVML or no driver answer: the procfs list below
                 return self.nvml()
-            except NvmlUnavailable:
-                pass
         return procfs_inventory(self.root)
 
     def resolve(self, devices: Sequence[GpuDevice]) -> tuple[ResolvedGpu, ...]:
